@@ -1,0 +1,75 @@
+#pragma once
+// The one interface a backend implements (one folder under src/backend/<name>).
+//
+// A backend provides device services (enumerate, allocate, copy, synchronize, memory
+// statistics) and registers its kernels into the KernelRegistry. Ops never talk to a
+// backend directly: the dispatcher (dispatch.h) looks kernels up by [device type][op].
+// A backend that is not compiled in, or finds no device, reports device_count() == 0
+// and says why in unavailable_reason().
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kiln/device.h"
+
+namespace kiln {
+
+class KernelRegistry;
+
+struct DeviceInfo {
+  std::string name;              // "NVIDIA H100 80GB HBM3", "x86-64 CPU (2 threads)"
+  size_t total_memory = 0;       // bytes
+  size_t free_memory = 0;        // bytes
+  int compute_units = 0;         // CPU threads, GPU multiprocessors
+  std::string details;           // backend-specific, e.g. "sm_90, driver 13.0"
+};
+
+// Spec §1 GpuContext: per-device settings a backend exposes.
+struct GpuContext {
+  Device device;
+  size_t memory_pool_size = 0;   // bytes the caching allocator holds (reserved)
+  int stream_count = 1;
+};
+
+// Spec §4 access counters and fault statistics, filled by each backend's allocator.
+struct MemoryStats {
+  int64_t allocated_bytes = 0;   // live tensors
+  int64_t reserved_bytes = 0;    // held by the cache (live + free blocks)
+  int64_t peak_allocated_bytes = 0;
+  int64_t allocation_count = 0;  // allocate() calls
+  int64_t free_count = 0;
+  int64_t cache_hits = 0;        // served from a cached block
+  int64_t cache_misses = 0;      // needed a fresh device allocation
+  int64_t out_of_memory_count = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceType type() const = 0;
+  virtual int device_count() const = 0;
+  virtual std::string unavailable_reason() const { return {}; }
+  virtual DeviceInfo device_info(int index) const = 0;
+  virtual GpuContext context(int index) const { return GpuContext{Device(type(), index)}; }
+
+  // Raw memory of this backend's devices. allocate never returns null: it throws kiln::Error.
+  virtual void* allocate(size_t bytes, int index) = 0;
+  virtual void deallocate(void* ptr, size_t bytes, int index) = 0;
+  // Copies bytes where at least one side is this backend's device and the other is this
+  // device or host memory. non_blocking may return before the copy finished (in stream order).
+  virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                    bool non_blocking) = 0;
+  virtual void synchronize(int index) = 0;
+
+  virtual MemoryStats memory_stats(int /*index*/) const { return {}; }
+  virtual void reset_peak_memory_stats(int /*index*/) {}
+  virtual void empty_cache(int /*index*/) {}
+
+  // Called once when the backend is created: fill registry entries for this device type.
+  virtual void register_kernels(KernelRegistry& registry) = 0;
+};
+
+// The backend of a device type; null when the type is not compiled in.
+Backend* backend_for(DeviceType type);
+
+}  // namespace kiln

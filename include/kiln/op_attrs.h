@@ -1,0 +1,62 @@
+#pragma once
+// Attribute structs passed to kernels through KernelArgs::attrs, one per op family.
+// Front ends fill them after validation; kernels read them with args.attr<T>().
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "kiln/scalar.h"
+
+namespace kiln {
+
+struct ScalarAttrs { Scalar value; };                   // Fill; binary ops with alpha (Add/Sub: b*alpha)
+struct RangeAttrs { double start = 0, step = 1; };      // Arange/linspace: out[i] = start + i*step
+struct RandomAttrs {                                    // RandomUniform [low, high), RandomNormal (mean, std), RandomInt [low, high)
+  double a = 0, b = 1;
+  uint64_t seed = 0, offset = 0;                        // Philox key and counter: same (seed, offset) -> same numbers
+};
+struct ClampAttrs { bool has_min = false, has_max = false; double min = 0, max = 0; };
+struct DimAttrs { int64_t dim = 0; };                   // Softmax, Cat, IndexSelect, Gather, ScatterAdd, IndexAdd
+struct ReduceAttrs {
+  std::vector<int64_t> dims;                            // sorted, normalised; empty = all dims
+  bool keepdim = false;                                 // out's shape already reflects it
+  int64_t correction = 1;                               // Var: divide by N - correction
+};
+struct MatmulAttrs {
+  bool trans_a = false, trans_b = false;                // inputs are contiguous, possibly of the transposed matrix
+  bool allow_tf32 = false;
+};
+struct Conv2dAttrs {
+  std::array<int64_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1}, output_padding{0, 0};
+  int64_t groups = 1;
+  bool has_bias = false;
+};
+struct Pool2dAttrs {
+  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  bool ceil_mode = false;
+  bool count_include_pad = true;                        // avg_pool2d
+  int64_t divisor_override = 0;                         // avg_pool2d, 0 = none
+};
+struct BatchNormAttrs {
+  bool training = false;
+  double momentum = 0.1, eps = 1e-5;
+  bool has_weight = false, has_bias = false, has_running = false;
+};
+struct LayerNormAttrs {
+  int64_t normalized_ndim = 1;                          // trailing dims normalised together
+  double eps = 1e-5;
+  bool has_weight = false, has_bias = false;
+};
+struct AttentionAttrs {
+  bool is_causal = false, has_mask = false;
+  double scale = 0;                                     // 0 -> 1/sqrt(head_dim)
+};
+struct DropoutAttrs { double p = 0.5; uint64_t seed = 0, offset = 0; };
+struct OneHotAttrs { int64_t num_classes = 0; };
+struct AdamAttrs {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;
+  bool decoupled = false;                               // AdamW
+};
+
+}  // namespace kiln

@@ -1,0 +1,306 @@
+// CPU elementwise kernels: copy/cast, fill, ranges, random numbers, unary and binary
+// math, where, and the activations' backward helpers.
+#include <cmath>
+#include <cstring>
+
+#include "kiln/generator.h"
+#include "kiln/op_attrs.h"
+#include "src/backend/cpu/kernels.h"
+#include "src/backend/cpu/loops.h"
+
+namespace kiln::cpu {
+
+namespace {
+
+template <typename T> using C = compute_t<T>;
+
+// ---- copy (with cast) ----
+template <typename To, typename From>
+To cast_value(From v) {
+  if constexpr (std::is_same_v<To, bool>) return static_cast<C<From>>(v) != C<From>(0);
+  else return To(static_cast<C<To>>(static_cast<C<From>>(v)));
+}
+
+void copy_kernel(const KernelArgs& a) {
+  const Tensor& src = a.inputs[0];
+  const Tensor& dst = a.outputs[0];
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    std::memcpy(dst.data_ptr(), src.data_ptr(), dst.nbytes());
+    return;
+  }
+  KILN_DISPATCH_DTYPE(dst.dtype(), "copy_", [&]<typename To>() {
+    KILN_DISPATCH_DTYPE(src.dtype(), "copy_", [&]<typename From>() {
+      cpu_map<To, From>(dst, {&src}, [](From v) { return cast_value<To>(v); });
+    });
+  });
+}
+
+void fill_kernel(const KernelArgs& a) {
+  const Tensor& dst = a.outputs[0];
+  const Scalar v = a.attr<ScalarAttrs>().value;
+  KILN_DISPATCH_DTYPE(dst.dtype(), "fill_", [&]<typename T>() {
+    const T value = v.to<T>();
+    cpu_map<T>(dst, {}, [value]() { return value; });
+  });
+}
+
+template <typename T>
+void arange_typed(const Tensor& out, const RangeAttrs& r) {
+  T* p = out.data<T>();
+  const int64_t n = out.numel();
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) p[i] = Scalar(r.start + double(i) * r.step).to<T>();
+}
+
+void arange_kernel(const KernelArgs& a) {
+  const Tensor& out = a.outputs[0];
+  KILN_DISPATCH_DTYPE(out.dtype(), "arange", [&]<typename T>() { arange_typed<T>(out, a.attr<RangeAttrs>()); });
+}
+
+// Random numbers: element i uses Philox counter (offset + i), so results do not depend
+// on threading or device.
+template <typename T>
+void random_typed(OpId op, const Tensor& out, const RandomAttrs& r) {
+  T* p = out.data<T>();
+  const int64_t n = out.numel();
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t w[4];
+    Philox4x32::generate(r.seed, r.offset + uint64_t(i), w);
+    double v;
+    if (op == OpId::RandomUniform) {
+      v = r.a + (r.b - r.a) * double(Philox4x32::to_unit(w[0]));
+    } else if (op == OpId::RandomNormal) {  // Box-Muller
+      const double u1 = (double(w[0]) + 1.0) / 4294967297.0, u2 = double(w[1]) / 4294967296.0;
+      v = r.a + r.b * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    } else {
+      const uint64_t range = uint64_t(r.b - r.a);
+      v = r.a + double(((uint64_t(w[0]) << 32) | w[1]) % range);
+    }
+    p[i] = Scalar(v).to<T>();
+  }
+}
+
+void random_kernel(const KernelArgs& a) {
+  const Tensor& out = a.outputs[0];
+  KILN_DISPATCH_DTYPE(out.dtype(), op_name(a.op),
+                      [&]<typename T>() { random_typed<T>(a.op, out, a.attr<RandomAttrs>()); });
+}
+
+// ---- unary ----
+template <typename T>
+C<T> unary_value(OpId op, C<T> x, const ClampAttrs* clamp) {
+  using V = C<T>;
+  switch (op) {
+    case OpId::Neg: return V(-x);
+    case OpId::Abs: if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x;
+    case OpId::Sign: return V((V(0) < x) - (x < V(0)));
+    case OpId::Relu: return x > V(0) ? x : V(0);
+    case OpId::LogicalNot: return V(!x);
+    case OpId::Clamp: {
+      if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);
+      if (clamp->has_max && x > V(clamp->max)) x = V(clamp->max);
+      return x;
+    }
+    default: break;
+  }
+  if constexpr (std::is_floating_point_v<V>) {
+    switch (op) {
+      case OpId::Exp: return std::exp(x);
+      case OpId::Log: return std::log(x);
+      case OpId::Sqrt: return std::sqrt(x);
+      case OpId::Rsqrt: return V(1) / std::sqrt(x);
+      case OpId::Reciprocal: return V(1) / x;
+      case OpId::Sin: return std::sin(x);
+      case OpId::Cos: return std::cos(x);
+      case OpId::Tanh: return std::tanh(x);
+      case OpId::Sigmoid: return V(1) / (V(1) + std::exp(-x));
+      case OpId::Silu: return x / (V(1) + std::exp(-x));
+      case OpId::Gelu: return V(0.5) * x * (V(1) + std::erf(x * V(0.7071067811865476)));
+      case OpId::GeluTanh: {
+        const V k = V(0.7978845608028654);  // sqrt(2/pi)
+        return V(0.5) * x * (V(1) + std::tanh(k * (x + V(0.044715) * x * x * x)));
+      }
+      default: break;
+    }
+  }
+  KILN_FAIL(op_name(op), "not implemented for this dtype on cpu");
+}
+
+template <typename T, OpId Op>
+void unary_fixed(const Tensor& out, const Tensor& in, const ClampAttrs* clamp) {
+  cpu_map<T, T>(out, {&in}, [clamp](T x) { return T(unary_value<T>(Op, C<T>(x), clamp)); });
+}
+
+// The op is a template argument so each loop body is a straight-line, vectorisable function.
+template <typename T>
+void unary_typed(OpId op, const Tensor& out, const Tensor& in, const ClampAttrs* clamp) {
+  switch (op) {
+#define KILN_UNARY_CASE(id) case OpId::id: return unary_fixed<T, OpId::id>(out, in, clamp);
+    KILN_UNARY_CASE(Neg) KILN_UNARY_CASE(Abs) KILN_UNARY_CASE(Sign) KILN_UNARY_CASE(Relu)
+    KILN_UNARY_CASE(LogicalNot) KILN_UNARY_CASE(Clamp) KILN_UNARY_CASE(Exp) KILN_UNARY_CASE(Log)
+    KILN_UNARY_CASE(Sqrt) KILN_UNARY_CASE(Rsqrt) KILN_UNARY_CASE(Reciprocal) KILN_UNARY_CASE(Sin)
+    KILN_UNARY_CASE(Cos) KILN_UNARY_CASE(Tanh) KILN_UNARY_CASE(Sigmoid) KILN_UNARY_CASE(Silu)
+    KILN_UNARY_CASE(Gelu) KILN_UNARY_CASE(GeluTanh)
+#undef KILN_UNARY_CASE
+    default: KILN_FAIL(op_name(op), "is not a unary op");
+  }
+}
+
+void unary_kernel(const KernelArgs& a) {
+  const ClampAttrs* clamp = a.op == OpId::Clamp ? &a.attr<ClampAttrs>() : nullptr;
+  KILN_DISPATCH_DTYPE(a.outputs[0].dtype(), op_name(a.op),
+                      [&]<typename T>() { unary_typed<T>(a.op, a.outputs[0], a.inputs[0], clamp); });
+}
+
+// ---- binary ----
+template <typename V>
+V binary_value(OpId op, V x, V y, V alpha) {
+  switch (op) {
+    case OpId::Add: return V(x + alpha * y);
+    case OpId::Sub: return V(x - alpha * y);
+    case OpId::Mul: return V(x * y);
+    case OpId::Div: return V(x / y);
+    case OpId::Maximum: if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; if (y != y) return y; }
+      return x > y ? x : y;
+    case OpId::Minimum: if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; if (y != y) return y; }
+      return x < y ? x : y;
+    case OpId::Pow:
+      if constexpr (std::is_floating_point_v<V>) {
+        return std::pow(x, y);
+      } else {
+        if constexpr (!std::is_same_v<V, bool>) {
+          if (y < 0) return V(x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0));
+        }
+        V r = 1, b = x;
+        for (auto e = y; e > 0; e /= 2) { if (e % 2) r = V(r * b); b = V(b * b); }
+        return r;
+      }
+    default: break;
+  }
+  KILN_FAIL(op_name(op), "is not an arithmetic binary op");
+}
+
+template <typename V>
+bool compare_value(OpId op, V x, V y) {
+  switch (op) {
+    case OpId::Eq: return x == y;
+    case OpId::Ne: return x != y;
+    case OpId::Lt: return x < y;
+    case OpId::Le: return x <= y;
+    case OpId::Gt: return x > y;
+    case OpId::Ge: return x >= y;
+    case OpId::LogicalAnd: return bool(x) && bool(y);
+    case OpId::LogicalOr: return bool(x) || bool(y);
+    default: break;
+  }
+  KILN_FAIL(op_name(op), "is not a comparison");
+}
+
+template <typename T, OpId Op>
+void binary_fixed(const Tensor& out, const Tensor& x, const Tensor& y, C<T> alpha) {
+  cpu_map<T, T, T>(out, {&x, &y}, [alpha](T a, T b) { return T(binary_value<C<T>>(Op, C<T>(a), C<T>(b), alpha)); });
+}
+
+template <typename T>
+void binary_typed(OpId op, const Tensor& out, const Tensor& x, const Tensor& y, Scalar alpha) {
+  const C<T> al = alpha.to<C<T>>();
+  switch (op) {
+#define KILN_BINARY_CASE(id) case OpId::id: return binary_fixed<T, OpId::id>(out, x, y, al);
+    KILN_BINARY_CASE(Add) KILN_BINARY_CASE(Sub) KILN_BINARY_CASE(Mul) KILN_BINARY_CASE(Div)
+    KILN_BINARY_CASE(Maximum) KILN_BINARY_CASE(Minimum) KILN_BINARY_CASE(Pow)
+#undef KILN_BINARY_CASE
+    default: KILN_FAIL(op_name(op), "is not an arithmetic binary op");
+  }
+}
+
+void binary_kernel(const KernelArgs& a) {
+  const Scalar alpha = a.attrs ? a.attr<ScalarAttrs>().value : Scalar(1);
+  KILN_DISPATCH_DTYPE(a.outputs[0].dtype(), op_name(a.op), [&]<typename T>() {
+    binary_typed<T>(a.op, a.outputs[0], a.inputs[0], a.inputs[1], alpha);
+  });
+}
+
+void compare_kernel(const KernelArgs& a) {
+  const Tensor& out = a.outputs[0];
+  const Tensor& x = a.inputs[0];
+  const Tensor& y = a.inputs[1];
+  KILN_DISPATCH_DTYPE(x.dtype(), op_name(a.op), [&]<typename T>() {
+    const OpId op = a.op;
+    cpu_map<bool, T, T>(out, {&x, &y}, [op](T p, T q) { return compare_value<C<T>>(op, C<T>(p), C<T>(q)); });
+  });
+}
+
+void where_kernel(const KernelArgs& a) {
+  const Tensor& out = a.outputs[0];
+  KILN_DISPATCH_DTYPE(out.dtype(), "where", [&]<typename T>() {
+    cpu_map<T, bool, T, T>(out, {&a.inputs[0], &a.inputs[1], &a.inputs[2]},
+                           [](bool c, T p, T q) { return c ? p : q; });
+  });
+}
+
+// ---- activation backward helpers: inputs (grad, x-or-y) ----
+template <typename V>
+V activation_grad(OpId op, V g, V v) {
+  switch (op) {
+    case OpId::ReluBackward: return v > V(0) ? g : V(0);
+    case OpId::SigmoidBackward: return g * v * (V(1) - v);  // v = sigmoid(x)
+    case OpId::TanhBackward: return g * (V(1) - v * v);     // v = tanh(x)
+    case OpId::SiluBackward: {
+      const V s = V(1) / (V(1) + std::exp(-v));
+      return g * s * (V(1) + v * (V(1) - s));
+    }
+    case OpId::GeluBackward: {
+      const V cdf = V(0.5) * (V(1) + std::erf(v * V(0.7071067811865476)));
+      const V pdf = std::exp(V(-0.5) * v * v) * V(0.3989422804014327);
+      return g * (cdf + v * pdf);
+    }
+    case OpId::GeluTanhBackward: {
+      const V k = V(0.7978845608028654), c = V(0.044715);
+      const V inner = k * (v + c * v * v * v);
+      const V t = std::tanh(inner);
+      const V dinner = k * (V(1) + V(3) * c * v * v);
+      return g * (V(0.5) * (V(1) + t) + V(0.5) * v * (V(1) - t * t) * dinner);
+    }
+    default: break;
+  }
+  KILN_FAIL(op_name(op), "is not an activation backward op");
+}
+
+void activation_backward_kernel(const KernelArgs& a) {
+  const Tensor& out = a.outputs[0];
+  KILN_DISPATCH_FLOATING(out.dtype(), op_name(a.op), [&]<typename T>() {
+    const OpId op = a.op;
+    cpu_map<T, T, T>(out, {&a.inputs[0], &a.inputs[1]},
+                     [op](T g, T v) { return T(activation_grad<C<T>>(op, C<T>(g), C<T>(v))); });
+  });
+}
+
+}  // namespace
+
+void register_elementwise(KernelRegistry& r) {
+  const DeviceType cpu = DeviceType::Cpu;
+  const DTypeSet numeric = kAllDTypes & ~dtype_bit(DType::Bool);
+  r.add(cpu, OpId::Copy, copy_kernel);
+  r.add(cpu, OpId::Fill, fill_kernel);
+  r.add(cpu, OpId::Arange, arange_kernel, numeric);
+  for (OpId op : {OpId::RandomUniform, OpId::RandomNormal}) r.add(cpu, op, random_kernel, kFloatingDTypes);
+  r.add(cpu, OpId::RandomInt, random_kernel, numeric);
+  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp}) r.add(cpu, op, unary_kernel, numeric);
+  r.add(cpu, OpId::LogicalNot, unary_kernel, dtype_bit(DType::Bool));
+  for (OpId op : {OpId::Exp, OpId::Log, OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh,
+                  OpId::Sigmoid, OpId::Silu, OpId::Gelu, OpId::GeluTanh})
+    r.add(cpu, op, unary_kernel, kFloatingDTypes);
+  for (OpId op : {OpId::Add, OpId::Mul, OpId::Maximum, OpId::Minimum}) r.add(cpu, op, binary_kernel);
+  r.add(cpu, OpId::Sub, binary_kernel, numeric);
+  r.add(cpu, OpId::Pow, binary_kernel, numeric);
+  r.add(cpu, OpId::Div, binary_kernel, kFloatingDTypes);
+  for (OpId op : {OpId::Eq, OpId::Ne, OpId::Lt, OpId::Le, OpId::Gt, OpId::Ge, OpId::LogicalAnd, OpId::LogicalOr})
+    r.add(cpu, op, compare_kernel);
+  r.add(cpu, OpId::Where, where_kernel);
+  for (OpId op : {OpId::ReluBackward, OpId::SigmoidBackward, OpId::TanhBackward, OpId::SiluBackward,
+                  OpId::GeluBackward, OpId::GeluTanhBackward})
+    r.add(cpu, op, activation_backward_kernel, kFloatingDTypes);
+}
+
+}  // namespace kiln::cpu

@@ -1,0 +1,40 @@
+// Creates each compiled-in backend once and lets it register its kernels.
+// The list of backends comes from CMake (backend_list.inc: one KILN_BACKEND line per
+// backend folder), so adding a backend touches no file here.
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "kiln/backend.h"
+#include "kiln/dispatch.h"
+
+namespace kiln {
+
+#define KILN_BACKEND(type, factory) std::unique_ptr<Backend> factory();
+#include "backend_list.inc"
+#undef KILN_BACKEND
+
+namespace {
+struct Runtime {
+  std::array<std::unique_ptr<Backend>, kNumDeviceTypes> backends;
+  KernelRegistry registry;
+
+  Runtime() {
+#define KILN_BACKEND(type, factory) backends[int(DeviceType::type)] = factory();
+#include "backend_list.inc"
+#undef KILN_BACKEND
+    for (auto& b : backends)
+      if (b) b->register_kernels(registry);
+  }
+};
+
+Runtime& runtime() {
+  static Runtime r;
+  return r;
+}
+}  // namespace
+
+Backend* backend_for(DeviceType type) { return runtime().backends[int(type)].get(); }
+KernelRegistry& kernel_registry() { return runtime().registry; }
+
+}  // namespace kiln

@@ -1,0 +1,188 @@
+// Front ends of the elementwise ops: type promotion, broadcasting, output allocation.
+#include <string>
+
+#include "kiln/op_attrs.h"
+#include "src/core/ops/op_helpers.h"
+
+namespace kiln {
+
+namespace {
+using detail::check_defined;
+using detail::common_device;
+using detail::new_output;
+using detail::wrap_scalar;
+
+enum class Result { Promote, Float, Bool };  // how the result dtype follows the inputs
+
+DType result_dtype(Result r, DType computed) {
+  switch (r) {
+    case Result::Promote: return computed;
+    case Result::Float: return is_floating(computed) ? computed : DType::Float32;
+    case Result::Bool: return DType::Bool;
+  }
+  return computed;
+}
+
+// out = op(a, b) with broadcasting; inputs are cast to the computation dtype first.
+Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha = 1) {
+  const char* name = op_name(op);
+  check_defined(name, {&a, &b});
+  const Device dev = common_device(name, {&a, &b});
+  const Shape shape = broadcast_shapes(name, a.shape(), b.shape());
+  DType compute = promote_types(a.dtype(), b.dtype());
+  if (r == Result::Float || op == OpId::Pow) compute = result_dtype(Result::Float, compute);
+  if (op == OpId::Sub) KILN_CHECK(compute != DType::Bool, name, "subtracting bool tensors is not supported");
+  Tensor out = new_output(shape, result_dtype(r, compute), dev);
+  const Tensor in[] = {a.to(compute).expand(shape), b.to(compute).expand(shape)};
+  Tensor outs[] = {out};
+  ScalarAttrs attrs{alpha};
+  dispatch(op, compute, in, outs, &attrs);
+  return out;
+}
+
+// a = op(a, b) in place: b broadcasts to a's shape and is cast to a's dtype.
+Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
+  const char* name = op_name(op);
+  check_defined(name, {&a, &b});
+  common_device(name, {&a, &b});
+  KILN_CHECK(broadcast_shapes(name, a.shape(), b.shape()) == a.shape(), name, "in-place result of shape ",
+             shape_str(broadcast_shapes(name, a.shape(), b.shape())), " does not fit the destination of shape ",
+             shape_str(a.shape()));
+  const DType promoted = promote_types(a.dtype(), b.dtype());
+  KILN_CHECK(is_floating(a.dtype()) || !is_floating(promoted), name, "result type ", dtype_name(promoted),
+             " can't be cast to the destination dtype ", dtype_name(a.dtype()));
+  KILN_CHECK(op != OpId::Div || is_floating(a.dtype()), name, "true division can't write into ",
+             dtype_name(a.dtype()), "; the result is floating");
+  const Tensor in[] = {a, b.to(a.dtype()).expand(a.shape())};
+  Tensor outs[] = {a};
+  ScalarAttrs attrs{alpha};
+  dispatch(op, a.dtype(), in, outs, &attrs);
+  a.storage()->bump_version();
+  return a;
+}
+
+Tensor unary(OpId op, const Tensor& a, Result r, const void* attrs = nullptr) {
+  const char* name = op_name(op);
+  check_defined(name, {&a});
+  const DType compute = result_dtype(r, a.dtype());
+  Tensor out = new_output(a.shape(), compute, a.device());
+  const Tensor in[] = {a.to(compute)};
+  Tensor outs[] = {out};
+  dispatch(op, compute, in, outs, attrs);
+  return out;
+}
+
+ClampAttrs clamp_attrs(std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  KILN_CHECK(lo || hi, "clamp", "at least one of min and max must be given");
+  return ClampAttrs{lo.has_value(), hi.has_value(), lo ? lo->to_double() : 0.0, hi ? hi->to_double() : 0.0};
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) { return binary(OpId::Add, a, b, Result::Promote, alpha); }
+Tensor sub(const Tensor& a, const Tensor& b, Scalar alpha) { return binary(OpId::Sub, a, b, Result::Promote, alpha); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(OpId::Mul, a, b, Result::Promote); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(OpId::Div, a, b, Result::Float); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary(OpId::Pow, a, b, Result::Promote); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(OpId::Maximum, a, b, Result::Promote); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(OpId::Minimum, a, b, Result::Promote); }
+Tensor eq(const Tensor& a, const Tensor& b) { return binary(OpId::Eq, a, b, Result::Bool); }
+Tensor ne(const Tensor& a, const Tensor& b) { return binary(OpId::Ne, a, b, Result::Bool); }
+Tensor lt(const Tensor& a, const Tensor& b) { return binary(OpId::Lt, a, b, Result::Bool); }
+Tensor le(const Tensor& a, const Tensor& b) { return binary(OpId::Le, a, b, Result::Bool); }
+Tensor gt(const Tensor& a, const Tensor& b) { return binary(OpId::Gt, a, b, Result::Bool); }
+Tensor ge(const Tensor& a, const Tensor& b) { return binary(OpId::Ge, a, b, Result::Bool); }
+Tensor logical_and(const Tensor& a, const Tensor& b) { return binary(OpId::LogicalAnd, a, b, Result::Bool); }
+Tensor logical_or(const Tensor& a, const Tensor& b) { return binary(OpId::LogicalOr, a, b, Result::Bool); }
+
+Tensor add(const Tensor& a, Scalar b) { return add(a, wrap_scalar(a, b)); }
+Tensor sub(const Tensor& a, Scalar b) { return sub(a, wrap_scalar(a, b)); }
+Tensor mul(const Tensor& a, Scalar b) { return mul(a, wrap_scalar(a, b)); }
+Tensor div(const Tensor& a, Scalar b) { return div(a, wrap_scalar(a, b)); }
+Tensor pow(const Tensor& a, Scalar e) { return pow(a, wrap_scalar(a, e)); }
+Tensor eq(const Tensor& a, Scalar b) { return eq(a, wrap_scalar(a, b)); }
+Tensor ne(const Tensor& a, Scalar b) { return ne(a, wrap_scalar(a, b)); }
+Tensor lt(const Tensor& a, Scalar b) { return lt(a, wrap_scalar(a, b)); }
+Tensor le(const Tensor& a, Scalar b) { return le(a, wrap_scalar(a, b)); }
+Tensor gt(const Tensor& a, Scalar b) { return gt(a, wrap_scalar(a, b)); }
+Tensor ge(const Tensor& a, Scalar b) { return ge(a, wrap_scalar(a, b)); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_defined("where", {&cond, &a, &b});
+  const Device dev = common_device("where", {&cond, &a, &b});
+  KILN_CHECK(cond.dtype() == DType::Bool, "where", "condition must be bool, got ", dtype_name(cond.dtype()));
+  const Shape shape = broadcast_shapes("where", cond.shape(), broadcast_shapes("where", a.shape(), b.shape()));
+  const DType dt = promote_types(a.dtype(), b.dtype());
+  Tensor out = new_output(shape, dt, dev);
+  const Tensor in[] = {cond.expand(shape), a.to(dt).expand(shape), b.to(dt).expand(shape)};
+  Tensor outs[] = {out};
+  dispatch(OpId::Where, dt, in, outs);
+  return out;
+}
+
+Tensor neg(const Tensor& a) {
+  KILN_CHECK(a.dtype() != DType::Bool, "neg", "negation of a bool tensor is not supported; use logical_not");
+  return unary(OpId::Neg, a, Result::Promote);
+}
+Tensor abs(const Tensor& a) { return unary(OpId::Abs, a, Result::Promote); }
+Tensor sign(const Tensor& a) { return unary(OpId::Sign, a, Result::Promote); }
+Tensor logical_not(const Tensor& a) { return unary(OpId::LogicalNot, a.to(DType::Bool), Result::Bool); }
+Tensor exp(const Tensor& a) { return unary(OpId::Exp, a, Result::Float); }
+Tensor log(const Tensor& a) { return unary(OpId::Log, a, Result::Float); }
+Tensor sqrt(const Tensor& a) { return unary(OpId::Sqrt, a, Result::Float); }
+Tensor rsqrt(const Tensor& a) { return unary(OpId::Rsqrt, a, Result::Float); }
+Tensor reciprocal(const Tensor& a) { return unary(OpId::Reciprocal, a, Result::Float); }
+Tensor sin(const Tensor& a) { return unary(OpId::Sin, a, Result::Float); }
+Tensor cos(const Tensor& a) { return unary(OpId::Cos, a, Result::Float); }
+Tensor tanh(const Tensor& a) { return unary(OpId::Tanh, a, Result::Float); }
+Tensor sigmoid(const Tensor& a) { return unary(OpId::Sigmoid, a, Result::Float); }
+Tensor relu(const Tensor& a) {
+  KILN_CHECK(a.dtype() != DType::Bool, "relu", "not supported for bool tensors");
+  return unary(OpId::Relu, a, Result::Promote);
+}
+Tensor silu(const Tensor& a) { return unary(OpId::Silu, a, Result::Float); }
+Tensor gelu(const Tensor& a, const std::string& approximate) {
+  KILN_CHECK(approximate == "none" || approximate == "tanh", "gelu", "approximate must be 'none' or 'tanh', got '",
+             approximate, "'");
+  return unary(approximate == "tanh" ? OpId::GeluTanh : OpId::Gelu, a, Result::Float);
+}
+Tensor clamp(const Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  const ClampAttrs attrs = clamp_attrs(lo, hi);
+  return unary(OpId::Clamp, a, Result::Promote, &attrs);
+}
+Tensor square(const Tensor& a) { return mul(a, a); }
+
+Tensor& add_(Tensor& a, const Tensor& b, Scalar alpha) { return binary_(OpId::Add, a, b, alpha); }
+Tensor& sub_(Tensor& a, const Tensor& b, Scalar alpha) { return binary_(OpId::Sub, a, b, alpha); }
+Tensor& mul_(Tensor& a, const Tensor& b) { return binary_(OpId::Mul, a, b); }
+Tensor& div_(Tensor& a, const Tensor& b) { return binary_(OpId::Div, a, b); }
+Tensor& add_(Tensor& a, Scalar b) { return add_(a, wrap_scalar(a, b)); }
+Tensor& mul_(Tensor& a, Scalar b) { return mul_(a, wrap_scalar(a, b)); }
+Tensor& div_(Tensor& a, Scalar b) { return div_(a, wrap_scalar(a, b)); }
+Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  const ClampAttrs attrs = clamp_attrs(lo, hi);
+  const Tensor in[] = {a};
+  Tensor outs[] = {a};
+  dispatch(OpId::Clamp, a.dtype(), in, outs, &attrs);
+  a.storage()->bump_version();
+  return a;
+}
+Tensor& relu_(Tensor& a) {
+  const Tensor in[] = {a};
+  Tensor outs[] = {a};
+  dispatch(OpId::Relu, a.dtype(), in, outs);
+  a.storage()->bump_version();
+  return a;
+}
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator+(const Tensor& a, Scalar b) { return add(a, b); }
+Tensor operator-(const Tensor& a, Scalar b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, Scalar b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, Scalar b) { return div(a, b); }
+Tensor operator*(Scalar a, const Tensor& b) { return mul(b, a); }
+Tensor operator-(const Tensor& a) { return neg(a); }
+
+}  // namespace kiln

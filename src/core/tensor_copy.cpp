@@ -1,0 +1,133 @@
+// Tensor methods that move or copy data: contiguous, clone, to, copy_, fill_, item.
+#include <algorithm>
+#include <cstring>
+
+#include "kiln/backend.h"
+#include "kiln/dispatch.h"
+#include "kiln/op_attrs.h"
+#include "kiln/ops.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+namespace {
+// Raw byte copy of a contiguous tensor into a contiguous tensor of the same dtype and
+// size on another device, through the GPU side's backend.
+void copy_bytes_across(const Tensor& dst, const Tensor& src, bool non_blocking) {
+  const Device gpu = dst.device().is_gpu() ? dst.device() : src.device();
+  Backend* b = backend_for(gpu.type);
+  if (dst.device().is_gpu() && src.device().is_gpu() && dst.device().type != src.device().type) {
+    // Two different GPU backends: go through the host.
+    Tensor host = src.to(kCpu);
+    copy_bytes_across(dst, host, false);
+    return;
+  }
+  b->copy(dst.data_ptr(), dst.device(), src.data_ptr(), src.device(), dst.nbytes(), non_blocking);
+}
+}  // namespace
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape(), TensorOptions(dtype()).device(device()));
+  Tensor src = detach();
+  out.copy_(src);
+  return out;
+}
+
+Tensor Tensor::to(DType t) const {
+  if (t == dtype()) return *this;
+  Tensor out = empty(shape(), TensorOptions(t).device(device()));
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(Device d, bool non_blocking) const {
+  if (d == device()) return *this;
+  Tensor out = empty(shape(), TensorOptions(dtype()).device(d));
+  out.copy_(*this, non_blocking);
+  return out;
+}
+
+Tensor Tensor::to(Device d, DType t) const { return to(d).to(t); }
+
+Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
+  KILN_CHECK(src.defined(), "copy_", "source tensor is undefined");
+  KILN_CHECK(broadcast_shapes("copy_", shape(), src.shape()) == shape(), "copy_", "source of shape ",
+             shape_str(src.shape()), " does not broadcast to destination shape ", shape_str(shape()));
+  Tensor s = src.expand(shape());
+  if (numel() == 0) return *this;
+  if (s.device() == device()) {
+    const Tensor in[] = {s};
+    Tensor out[] = {*this};
+    dispatch(OpId::Copy, in, out);
+  } else {
+    // Make the source contiguous and of our dtype on its own device, move the bytes,
+    // then scatter into our strides if we are not contiguous.
+    const Tensor packed = s.contiguous().to(dtype());
+    if (is_contiguous()) {
+      copy_bytes_across(*this, packed, non_blocking);
+    } else {
+      Tensor staging = empty(shape(), TensorOptions(dtype()).device(device()));
+      copy_bytes_across(staging, packed, false);
+      const Tensor in[] = {staging};
+      Tensor out[] = {*this};
+      dispatch(OpId::Copy, in, out);
+    }
+  }
+  storage()->bump_version();
+  return *this;
+}
+
+Tensor& Tensor::fill_(Scalar value) {
+  if (numel() == 0) return *this;
+  ScalarAttrs attrs{value};
+  Tensor out[] = {*this};
+  dispatch(OpId::Fill, dtype(), {}, out, &attrs);
+  storage()->bump_version();
+  return *this;
+}
+
+Scalar Tensor::item() const {
+  KILN_CHECK(numel() == 1, "item", "a tensor with ", numel(), " elements (shape ", shape_str(shape()),
+             ") cannot be converted to a scalar");
+  Tensor host = to(kCpu).contiguous();
+  return KILN_DISPATCH_DTYPE(dtype(), "item", [&]<typename T>() -> Scalar {
+    return Scalar(*static_cast<const T*>(host.data_ptr()));
+  });
+}
+
+Scalar Tensor::at(std::initializer_list<int64_t> index) const {
+  KILN_CHECK(int64_t(index.size()) == dim(), "at", "expected ", dim(), " indices for shape ", shape_str(shape()),
+             ", got ", index.size());
+  Tensor v = *this;
+  for (int64_t i : index) v = v.select(0, i);
+  return v.item();
+}
+
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor host = to(kCpu).to(dtype_of<T>::value).contiguous();
+  std::vector<T> out(size_t(host.numel()));
+  if (!out.empty()) {
+    if constexpr (std::is_same_v<T, bool>) {
+      const bool* p = static_cast<const bool*>(host.data_ptr());
+      for (size_t i = 0; i < out.size(); ++i) out[i] = p[i];
+    } else {
+      std::memcpy(out.data(), host.data_ptr(), out.size() * sizeof(T));
+    }
+  }
+  return out;
+}
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<Half> Tensor::to_vector<Half>() const;
+template std::vector<BFloat16> Tensor::to_vector<BFloat16>() const;
+template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+template std::vector<bool> Tensor::to_vector<bool>() const;
+
+}  // namespace kiln

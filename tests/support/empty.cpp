@@ -1,0 +1,1 @@
+// keeps kiln_test_support non-empty

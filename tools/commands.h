@@ -1,0 +1,10 @@
+#pragma once
+// Subcommands of the kiln CLI, one source file each.
+#include <string>
+#include <vector>
+
+namespace kiln::cli {
+using Args = std::vector<std::string>;
+int cmd_info(const Args& args);   // cmd_info.cpp
+int cmd_demo(const Args& args);   // cmd_demo.cpp
+}  // namespace kiln::cli
