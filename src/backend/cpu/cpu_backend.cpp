@@ -42,7 +42,13 @@ class CpuBackend final : public Backend {
   }
   void synchronize(int) override {}
 
-  void register_kernels(KernelRegistry& r) override { cpu::register_elementwise(r); }
+  void register_kernels(KernelRegistry& r) override {
+    cpu::register_elementwise(r);
+    cpu::register_reduce(r);
+    cpu::register_linalg(r);
+    cpu::register_nn(r);
+    cpu::register_optim(r);
+  }
 };
 }  // namespace
 
