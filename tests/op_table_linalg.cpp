@@ -1,0 +1,170 @@
+// OpInfo entries of the linalg family: matmul (all of PyTorch's shape cases), mm, bmm,
+// mv, linear; conv2d and conv_transpose2d; the pools. References are naive loops in double.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "tests/support/op_info.h"
+
+namespace kiln::testing {
+namespace {
+
+// ---------------------------------------------------------------- matmul family
+
+// PyTorch's matmul rules on float64 contiguous CPU tensors, with plain loops.
+Tensor ref_matmul(const Tensor& a, const Tensor& b) {
+  Shape sa = a.shape(), sb = b.shape();
+  const bool va = sa.size() == 1, vb = sb.size() == 1;
+  if (va) sa.insert(sa.begin(), 1);
+  if (vb) sb.push_back(1);
+  const int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
+  Shape ba(sa.begin(), sa.end() - 2), bb(sb.begin(), sb.end() - 2);
+  const size_t nd = std::max(ba.size(), bb.size());
+  ba.insert(ba.begin(), nd - ba.size(), 1);
+  bb.insert(bb.begin(), nd - bb.size(), 1);
+  Shape batch(nd);
+  for (size_t d = 0; d < nd; ++d) batch[d] = std::max(ba[d], bb[d]);
+  Shape out_shape = batch;
+  if (!va) out_shape.push_back(m);
+  if (!vb) out_shape.push_back(n);
+  Tensor out = ref_empty(out_shape);
+  const double *pa = ref_data(a), *pb = ref_data(b);
+  double* po = out.data<double>();
+  int64_t nbatch = 1;
+  for (auto x : batch) nbatch *= x;
+  for (int64_t z = 0; z < nbatch; ++z) {
+    int64_t rem = z, oa = 0, ob = 0, sta = 1, stb = 1;
+    for (size_t d = nd; d-- > 0;) {
+      const int64_t i = rem % batch[d];
+      rem /= batch[d];
+      oa += (ba[d] == 1 ? 0 : i) * sta;
+      ob += (bb[d] == 1 ? 0 : i) * stb;
+      sta *= ba[d];
+      stb *= bb[d];
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += pa[oa * m * k + i * k + p] * pb[ob * k * n + p * n + j];
+        po[z * m * n + i * n + j] = s;
+      }
+  }
+  return out;
+}
+
+Tolerance matmul_tol(DType t) {
+  switch (t) {
+    case DType::Float32: return {1e-4, 1e-4};
+    case DType::Float16: return {2e-3, 2e-3};
+    case DType::BFloat16: return {1e-2, 2e-2};
+    default: return {1e-10, 1e-10};
+  }
+}
+
+OpSample sample(Generator& g, const std::vector<Shape>& shapes) {
+  OpSample s;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    s.inputs.push_back(random_input(shapes[i], g));
+    s.description += (i ? " x " : "") + shape_str(shapes[i]);
+  }
+  return s;
+}
+
+std::vector<OpSample> samples_of(Generator& g, const std::vector<std::vector<Shape>>& cases) {
+  std::vector<OpSample> out;
+  for (const auto& c : cases) out.push_back(sample(g, c));
+  return out;
+}
+
+const DTypeSet kMatmulDTypes = kFloatingDTypes | dtypes({DType::Int32, DType::Int64});
+
+std::vector<OpInfo> linalg_ops() {
+  std::vector<OpInfo> ops;
+  ops.push_back(OpInfo{
+      .name = "matmul",
+      .dtypes = kMatmulDTypes,
+      .samples = [](Layout l, Generator& g) {
+        if (l == Layout::Broadcast)
+          return samples_of(g, {{{2, 1, 3, 4}, {1, 5, 4, 2}}, {{1, 3, 4}, {6, 4, 5}}, {{3, 2, 4}, {1, 4, 3}}});
+        return samples_of(g, {{{5}, {5}},
+                              {{3, 5}, {5}},
+                              {{5}, {5, 4}},
+                              {{3, 5}, {5, 4}},
+                              {{2, 3, 5}, {2, 5, 4}},
+                              {{2, 3, 5}, {5, 4}},
+                              {{3, 5}, {2, 5, 4}},
+                              {{2, 3, 5}, {5}},
+                              {{5}, {2, 5, 4}},
+                              {{2, 2, 3, 5}, {2, 5, 4}},
+                              {{17, 33}, {33, 9}}});
+      },
+      .op = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); },
+      .reference = [](const std::vector<Tensor>& in) { return ref_matmul(in[0], in[1]); },
+      .tolerance = matmul_tol,
+  });
+  ops.push_back(OpInfo{
+      .name = "mm",
+      .dtypes = kMatmulDTypes,
+      .samples = [](Layout l, Generator& g) {
+        if (l == Layout::Broadcast) return std::vector<OpSample>{};
+        return samples_of(g, {{{4, 6}, {6, 3}}, {{1, 7}, {7, 1}}, {{9, 2}, {2, 11}}});
+      },
+      .op = [](const std::vector<Tensor>& in) { return mm(in[0], in[1]); },
+      .reference = [](const std::vector<Tensor>& in) { return ref_matmul(in[0], in[1]); },
+      .tolerance = matmul_tol,
+  });
+  ops.push_back(OpInfo{
+      .name = "bmm",
+      .dtypes = kMatmulDTypes,
+      .samples = [](Layout l, Generator& g) {
+        if (l == Layout::Broadcast) return std::vector<OpSample>{};
+        return samples_of(g, {{{3, 4, 6}, {3, 6, 2}}, {{1, 2, 3}, {1, 3, 4}}});
+      },
+      .op = [](const std::vector<Tensor>& in) { return bmm(in[0], in[1]); },
+      .reference = [](const std::vector<Tensor>& in) { return ref_matmul(in[0], in[1]); },
+      .tolerance = matmul_tol,
+  });
+  ops.push_back(OpInfo{
+      .name = "mv",
+      .dtypes = kMatmulDTypes,
+      .samples = [](Layout l, Generator& g) {
+        if (l == Layout::Broadcast) return std::vector<OpSample>{};
+        return samples_of(g, {{{4, 6}, {6}}, {{1, 3}, {3}}});
+      },
+      .op = [](const std::vector<Tensor>& in) { return mv(in[0], in[1]); },
+      .reference = [](const std::vector<Tensor>& in) { return ref_matmul(in[0], in[1]); },
+      .tolerance = matmul_tol,
+  });
+  ops.push_back(OpInfo{
+      .name = "linear",
+      .samples = [](Layout l, Generator& g) {
+        if (l == Layout::Broadcast) return std::vector<OpSample>{};
+        return samples_of(g, {{{3, 5}, {4, 5}, {4}}, {{2, 3, 5}, {4, 5}, {4}}, {{5}, {2, 5}, {2}}});
+      },
+      .op = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
+      .reference = [](const std::vector<Tensor>& in) {
+        const Tensor& x = in[0];
+        const int64_t fin = x.shape().back(), fout = in[1].shape()[0], rows = x.numel() / fin;
+        Shape out_shape = x.shape();
+        out_shape.back() = fout;
+        Tensor out = ref_empty(out_shape);
+        const double *px = ref_data(x), *pw = ref_data(in[1]), *pb = ref_data(in[2]);
+        double* po = out.data<double>();
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < fout; ++o) {
+            double s = pb[o];
+            for (int64_t i = 0; i < fin; ++i) s += px[r * fin + i] * pw[o * fin + i];
+            po[r * fout + o] = s;
+          }
+        return out;
+      },
+      .tolerance = matmul_tol,
+  });
+  return ops;
+}
+
+}  // namespace
+
+KILN_REGISTER_OPS(linalg_ops());
+
+}  // namespace kiln::testing
