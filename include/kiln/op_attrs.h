@@ -50,6 +50,8 @@ struct LayerNormAttrs {
 struct AttentionAttrs {
   bool is_causal = false, has_mask = false;
   double scale = 0;                                     // 0 -> 1/sqrt(head_dim)
+  double dropout_p = 0;                                 // on the probabilities; Philox (seed, offset)
+  uint64_t seed = 0, offset = 0;
 };
 struct DropoutAttrs { double p = 0.5; uint64_t seed = 0, offset = 0; };
 struct OneHotAttrs { int64_t num_classes = 0; };
