@@ -95,7 +95,9 @@ C<T> unary_value(OpId op, C<T> x, const ClampAttrs* clamp) {
     case OpId::Neg: return V(-x);
     case OpId::Abs: if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x;
     case OpId::Sign: return V((V(0) < x) - (x < V(0)));
-    case OpId::Relu: return x > V(0) ? x : V(0);
+    case OpId::Relu:  // NaN propagates, as in PyTorch
+      if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; }
+      return x > V(0) ? x : V(0);
     case OpId::LogicalNot: return V(!x);
     case OpId::Clamp: {
       if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);

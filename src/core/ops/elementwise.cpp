@@ -30,7 +30,7 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
   const Device dev = common_device(name, {&a, &b});
   const Shape shape = broadcast_shapes(name, a.shape(), b.shape());
   DType compute = promote_types(a.dtype(), b.dtype());
-  if (r == Result::Float || op == OpId::Pow) compute = result_dtype(Result::Float, compute);
+  if (r == Result::Float) compute = result_dtype(Result::Float, compute);
   if (op == OpId::Sub) KILN_CHECK(compute != DType::Bool, name, "subtracting bool tensors is not supported");
   Tensor out = new_output(shape, result_dtype(r, compute), dev);
   const Tensor in[] = {a.to(compute).expand(shape), b.to(compute).expand(shape)};
