@@ -84,6 +84,9 @@ Tensor operator-(const Tensor& a);
 // ---- softmax over a dim
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);
+// Backward helpers (autograd): out is the forward's output, grad the gradient of out.
+Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);      // out * (grad - sum(grad * out))
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);  // grad - exp(out) * sum(grad)
 
 // ---- reductions (dims empty = all); integer sums give int64, as in PyTorch
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
