@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "kiln/device_manager.h"
+#include "src/autograd/record.h"
 
 namespace kiln {
 
@@ -104,12 +105,13 @@ Tensor Tensor::view(const Shape& req) const {
   auto st = view_strides(shape(), strides(), s);
   KILN_CHECK(st.has_value(), "view", "view shape ", shape_str(s), " is not compatible with input of shape ",
              shape_str(shape()), " and strides ", shape_str(strides()), "; use reshape()");
-  return make_view(*this, s, *st, offset());
+  return autograd::record_reshape(make_view(*this, s, *st, offset()), *this);
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
   const Shape s = infer_shape("reshape", req, numel(), shape());
-  if (auto st = view_strides(shape(), strides(), s)) return make_view(*this, s, *st, offset());
+  if (auto st = view_strides(shape(), strides(), s))
+    return autograd::record_reshape(make_view(*this, s, *st, offset()), *this);
   return contiguous().view(s);
 }
 
@@ -126,7 +128,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     s[i] = shape()[size_t(d)];
     st[i] = strides()[size_t(d)];
   }
-  return make_view(*this, s, st, offset());
+  return autograd::record_permute(make_view(*this, s, st, offset()), *this, dims);
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -137,7 +139,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   Strides st = strides();
   std::swap(s[size_t(d0)], s[size_t(d1)]);
   std::swap(st[size_t(d0)], st[size_t(d1)]);
-  return make_view(*this, s, st, offset());
+  return autograd::record_transpose(make_view(*this, s, st, offset()), *this, d0, d1);
 }
 
 Tensor Tensor::t() const {
@@ -154,7 +156,8 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
              " out of range for dim ", d, " of size ", n, " (shape ", shape_str(shape()), ")");
   Shape s = shape();
   s[size_t(d)] = length;
-  return make_view(*this, s, strides(), offset() + start * strides()[size_t(d)]);
+  return autograd::record_slice(make_view(*this, s, strides(), offset() + start * strides()[size_t(d)]), *this, d,
+                                start, start + length, 1);
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
@@ -171,7 +174,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   s[size_t(d)] = (end - start + step - 1) / step;
   const int64_t off = offset() + start * st[size_t(d)];
   st[size_t(d)] *= step;
-  return make_view(*this, s, st, off);
+  return autograd::record_slice(make_view(*this, s, st, off), *this, d, start, end, step);
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
@@ -186,7 +189,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   const int64_t off = offset() + index * st[size_t(d)];
   s.erase(s.begin() + d);
   st.erase(st.begin() + d);
-  return make_view(*this, s, st, off);
+  return autograd::record_select(make_view(*this, s, st, off), *this, d, index);
 }
 
 Tensor Tensor::expand(const Shape& req) const {
@@ -209,7 +212,7 @@ Tensor Tensor::expand(const Shape& req) const {
     s[i] = want;
     st[i] = (want == cur) ? strides()[i - lead] : 0;
   }
-  return make_view(*this, s, st, offset());
+  return autograd::record_expand(make_view(*this, s, st, offset()), *this);
 }
 
 Tensor Tensor::squeeze() const {
@@ -220,7 +223,7 @@ Tensor Tensor::squeeze() const {
       s.push_back(shape()[size_t(i)]);
       st.push_back(strides()[size_t(i)]);
     }
-  return make_view(*this, s, st, offset());
+  return autograd::record_reshape(make_view(*this, s, st, offset()), *this);
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
@@ -231,7 +234,7 @@ Tensor Tensor::squeeze(int64_t d) const {
   Strides st = strides();
   s.erase(s.begin() + d);
   st.erase(st.begin() + d);
-  return make_view(*this, s, st, offset());
+  return autograd::record_reshape(make_view(*this, s, st, offset()), *this);
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
@@ -241,7 +244,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   const int64_t stride = d < dim() ? shape()[size_t(d)] * strides()[size_t(d)] : 1;
   s.insert(s.begin() + d, 1);
   st.insert(st.begin() + d, stride);
-  return make_view(*this, s, st, offset());
+  return autograd::record_reshape(make_view(*this, s, st, offset()), *this);
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -278,7 +281,7 @@ Tensor Tensor::as_strided(const Shape& s, const Strides& st, int64_t off) const 
   KILN_CHECK(off >= 0 && (numel_of(s) == 0 || (last + 1) * int64_t(element_size()) <= int64_t(storage()->nbytes())),
              "as_strided", "view ", shape_str(s), " / ", shape_str(st), " at offset ", off,
              " reaches past the storage of ", storage()->nbytes(), " bytes");
-  return make_view(*this, s, st, off);
+  return autograd::record_as_strided(make_view(*this, s, st, off), *this);
 }
 
 }  // namespace kiln

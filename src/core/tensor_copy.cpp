@@ -7,6 +7,7 @@
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
+#include "src/autograd/record.h"
 
 namespace kiln {
 
@@ -35,21 +36,21 @@ Tensor Tensor::clone() const {
   Tensor out = empty(shape(), TensorOptions(dtype()).device(device()));
   Tensor src = detach();
   out.copy_(src);
-  return out;
+  return autograd::record_copy(out, *this);
 }
 
 Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
   Tensor out = empty(shape(), TensorOptions(t).device(device()));
-  out.copy_(*this);
-  return out;
+  out.copy_(detach());
+  return autograd::record_copy(out, *this);
 }
 
 Tensor Tensor::to(Device d, bool non_blocking) const {
   if (d == device()) return *this;
   Tensor out = empty(shape(), TensorOptions(dtype()).device(d));
-  out.copy_(*this, non_blocking);
-  return out;
+  out.copy_(detach(), non_blocking);
+  return autograd::record_copy(out, *this);
 }
 
 Tensor Tensor::to(Device d, DType t) const { return to(d).to(t); }
@@ -58,6 +59,10 @@ Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
   KILN_CHECK(src.defined(), "copy_", "source tensor is undefined");
   KILN_CHECK(broadcast_shapes("copy_", shape(), src.shape()) == shape(), "copy_", "source of shape ",
              shape_str(src.shape()), " does not broadcast to destination shape ", shape_str(shape()));
+  if (autograd::inplace_through_autograd("copy_", *this, {&src}, [&](const Tensor&) {
+        return src.to(device()).to(dtype()).expand(shape()).clone();
+      }, /*needs_old_value=*/false))
+    return *this;
   Tensor s = src.expand(shape());
   if (numel() == 0) return *this;
   if (s.device() == device()) {
@@ -83,6 +88,10 @@ Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
 }
 
 Tensor& Tensor::fill_(Scalar value) {
+  if (autograd::inplace_through_autograd("fill_", *this, {}, [&](const Tensor&) {
+        return full(shape(), value, TensorOptions(dtype()).device(device()));
+      }, /*needs_old_value=*/false))
+    return *this;
   if (numel() == 0) return *this;
   ScalarAttrs attrs{value};
   Tensor out[] = {*this};

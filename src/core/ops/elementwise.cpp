@@ -2,6 +2,7 @@
 #include <string>
 
 #include "kiln/op_attrs.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -37,6 +38,7 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
   Tensor outs[] = {out};
   ScalarAttrs attrs{alpha};
   dispatch(op, compute, in, outs, &attrs);
+  autograd::record_binary(op, out, a, b, alpha);
   return out;
 }
 
@@ -53,6 +55,10 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
              " can't be cast to the destination dtype ", dtype_name(a.dtype()));
   KILN_CHECK(op != OpId::Div || is_floating(a.dtype()), name, "true division can't write into ",
              dtype_name(a.dtype()), "; the result is floating");
+  if (autograd::inplace_through_autograd(name, a, {&b}, [&](const Tensor& old) {
+        return binary(op, old, b, op == OpId::Div ? Result::Float : Result::Promote, alpha);
+      }))
+    return a;
   const Tensor in[] = {a, b.to(a.dtype()).expand(a.shape())};
   Tensor outs[] = {a};
   ScalarAttrs attrs{alpha};
@@ -69,6 +75,7 @@ Tensor unary(OpId op, const Tensor& a, Result r, const void* attrs = nullptr) {
   const Tensor in[] = {a.to(compute)};
   Tensor outs[] = {out};
   dispatch(op, compute, in, outs, attrs);
+  autograd::record_unary(op, out, a, attrs);
   return out;
 }
 
@@ -116,6 +123,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Tensor in[] = {cond.expand(shape), a.to(dt).expand(shape), b.to(dt).expand(shape)};
   Tensor outs[] = {out};
   dispatch(OpId::Where, dt, in, outs);
+  autograd::record_where(out, cond, a, b);
   return out;
 }
 
@@ -160,6 +168,8 @@ Tensor& mul_(Tensor& a, Scalar b) { return mul_(a, wrap_scalar(a, b)); }
 Tensor& div_(Tensor& a, Scalar b) { return div_(a, wrap_scalar(a, b)); }
 Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
   const ClampAttrs attrs = clamp_attrs(lo, hi);
+  if (autograd::inplace_through_autograd("clamp_", a, {}, [&](const Tensor& old) { return clamp(old, lo, hi); }))
+    return a;
   const Tensor in[] = {a};
   Tensor outs[] = {a};
   dispatch(OpId::Clamp, a.dtype(), in, outs, &attrs);
@@ -167,6 +177,7 @@ Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
   return a;
 }
 Tensor& relu_(Tensor& a) {
+  if (autograd::inplace_through_autograd("relu_", a, {}, [](const Tensor& old) { return relu(old); })) return a;
   const Tensor in[] = {a};
   Tensor outs[] = {a};
   dispatch(OpId::Relu, a.dtype(), in, outs);

@@ -1,0 +1,115 @@
+// Recording: builds FunctionNodes on op outputs, and runs in-place ops through autograd.
+#include "src/autograd/record.h"
+
+#include "kiln/ops.h"
+
+namespace kiln::autograd {
+
+namespace {
+AutogradMeta& ensure_meta(const Tensor& t) {
+  auto& m = t.impl().autograd;
+  if (!m) m = std::make_shared<AutogradMeta>();
+  return *m;
+}
+}  // namespace
+
+bool should_record(std::initializer_list<const Tensor*> inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool should_record(const std::vector<Tensor>& inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+FunctionNode::FunctionNode(std::string name, std::vector<Tensor> saved, Formula formula)
+    : name_(std::move(name)), formula_(std::move(formula)) {
+  saved_.reserve(saved.size());
+  for (const Tensor& t : saved) saved_.emplace_back(t);
+}
+
+std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grad_outputs) {
+  BackwardCtx ctx;
+  ctx.grads = std::move(grad_outputs);
+  ctx.node = this;
+  ctx.saved.reserve(saved_.size());
+  for (const SavedVariable& s : saved_) ctx.saved.push_back(s.unpack(name_));
+  std::vector<Tensor> grads = formula_(ctx);
+  grads.resize(next_edges.size());
+  return grads;
+}
+
+void FunctionNode::release_variables() {
+  for (SavedVariable& s : saved_) s.release();
+}
+
+std::shared_ptr<Node> record(const char* name, const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                             std::vector<Tensor> saved, Formula formula) {
+  if (!should_record(inputs)) return nullptr;
+  auto node = std::make_shared<FunctionNode>(name, std::move(saved), std::move(formula));
+  node->next_edges.reserve(inputs.size());
+  for (const Tensor& in : inputs) {
+    node->next_edges.push_back(gradient_edge(in));
+    node->input_geometry.emplace_back(in);
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& o = outputs[i];
+    node->output_geometry.emplace_back(o);
+    if (!o.defined() || !is_floating(o.dtype())) continue;
+    bool aliases_input = false;  // an op that returned its input unchanged records nothing on it
+    for (const Tensor& in : inputs) aliases_input |= in.defined() && in.is_same(o);
+    if (aliases_input) continue;
+    AutogradMeta& m = ensure_meta(o);
+    m.grad_fn = node;
+    m.output_nr = uint32_t(i);
+    m.requires_grad = false;
+    m.retains_grad = false;
+    m.grad_accumulator.reset();
+  }
+  return node;
+}
+
+void check_inplace(const char* op, const Tensor& self) {
+  if (!is_grad_enabled() || !self.autograd_meta()) return;
+  const AutogradMeta& m = *self.autograd_meta();
+  KILN_CHECK(!(m.requires_grad && !m.grad_fn), op, "a leaf tensor that requires grad (", self.str(),
+             ") is being used in an in-place operation; do the update under NoGradGuard");
+  if (m.view_base.defined() && m.view_base.requires_grad()) {
+    KILN_CHECK(!m.view_base.is_leaf(), op, "a view of a leaf tensor that requires grad (", m.view_base.str(),
+               ") is being used in an in-place operation; do the update under NoGradGuard");
+    KILN_FAIL(op, "in-place operations on a view (", self.str(), ") of a tensor that requires grad are not ",
+              "supported; use the out-of-place op or clone() the view first");
+  }
+}
+
+bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_list<const Tensor*> others,
+                              const std::function<Tensor(const Tensor&)>& fn, bool needs_old_value) {
+  if (!is_grad_enabled()) return false;
+  bool any = self.requires_grad();
+  for (const Tensor* o : others) any |= o->defined() && o->requires_grad();
+  if (!any) return false;
+  check_inplace(op, self);
+  // The old value is copied because the formula may need it after self is overwritten.
+  Tensor r = fn(needs_old_value ? self.clone() : self);
+  if (r.dtype() != self.dtype()) r = r.to(self.dtype());
+  {
+    NoGradGuard no_grad;
+    self.copy_(r);
+  }
+  AutogradMeta& m = ensure_meta(self);
+  const AutogradMeta* rm = r.autograd_meta();
+  m.grad_fn = rm ? rm->grad_fn : nullptr;
+  m.output_nr = rm ? rm->output_nr : 0;
+  if (m.grad_fn) {
+    m.requires_grad = false;
+    if (m.retains_grad) m.grad_fn->retained.emplace_back(m.output_nr, std::weak_ptr<TensorImpl>(self.impl_ptr()));
+  }
+  return true;
+}
+
+}  // namespace kiln::autograd
