@@ -1,0 +1,25 @@
+// Linear: an affine map.
+#include "kiln/nn/layers.h"
+#include "src/nn/layer_utils.h"
+
+namespace kiln::nn {
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias, TensorOptions opts) : in_features(in), out_features(out) {
+  KILN_CHECK(in >= 0 && out >= 0, "Linear", "sizes must be non-negative, got in_features=", in,
+             ", out_features=", out);
+  opts = opts.requires_grad(false);
+  weight = register_parameter("weight", empty({out, in}, opts));
+  bias = register_parameter("bias", with_bias ? empty({out}, opts) : Tensor());
+  reset_parameters();
+}
+
+void Linear::reset_parameters() { detail::reset_affine(weight, bias); }
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+
+std::string Linear::extra_repr() const {
+  return detail::cat_str("in_features=", in_features, ", out_features=", out_features,
+                         ", bias=", bias.defined() ? "true" : "false");
+}
+
+}  // namespace kiln::nn

@@ -1,0 +1,305 @@
+// nn::Module structure (names, buffers, modes, placement, checkpoints), initialisers
+// (bounds and moments against their definitions) and layers against naive references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/nn.h"
+#include "kiln/ops.h"
+
+using namespace kiln;
+using namespace kiln::nn;
+
+namespace {
+
+// A layer written the way users write one: y = x * scale + shift (elementwise), with a
+// buffer that counts calls.
+class Affine : public Module {
+ public:
+  explicit Affine(int64_t n) {
+    scale = register_parameter("scale", ones({n}));
+    shift = register_parameter("shift", zeros({n}));
+    calls = register_buffer("calls", zeros({}, DType::Int64));
+    scratch = register_buffer("scratch", zeros({n}), /*persistent=*/false);
+  }
+  std::string type_name() const override { return "Affine"; }
+  Tensor forward(const Tensor& x) override {
+    calls.detach().add_(1);
+    return x * scale + shift;
+  }
+  Tensor scale, shift, calls, scratch;
+};
+
+class Net : public Module {
+ public:
+  Net() {
+    first = register_module("first", std::make_shared<Affine>(3));
+    body = register_module("body", std::make_shared<Sequential>(Affine(3), ReLU(), std::make_shared<Affine>(3)));
+    bias = register_parameter("bias", full({3}, 0.5));
+  }
+  std::string type_name() const override { return "Net"; }
+  Tensor forward(const Tensor& x) override { return body->forward(first->forward(x)) + bias; }
+  std::shared_ptr<Affine> first;
+  std::shared_ptr<Sequential> body;
+  Tensor bias;
+};
+
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& v) {
+  std::vector<std::string> out;
+  for (const auto& [k, t] : v) out.push_back(k);
+  return out;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / double(v.size());
+}
+double std_of(const std::vector<double>& v) {
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+}  // namespace
+
+TEST(Module, NamedParametersAreRecursiveDottedAndOrdered) {
+  Net net;
+  EXPECT_EQ(names_of(net.named_parameters()),
+            (std::vector<std::string>{"bias", "first.scale", "first.shift", "body.0.scale", "body.0.shift",
+                                      "body.2.scale", "body.2.shift"}));
+  EXPECT_EQ(names_of(net.named_parameters(false)), (std::vector<std::string>{"bias"}));
+  EXPECT_EQ(names_of(net.named_buffers()),
+            (std::vector<std::string>{"first.calls", "first.scratch", "body.0.calls", "body.0.scratch",
+                                      "body.2.calls", "body.2.scratch"}));
+  EXPECT_EQ(net.num_parameters(), 7 * 3);
+  for (const auto& p : net.parameters()) EXPECT_TRUE(p.requires_grad());
+  // The member handle and the registry share one tensor.
+  EXPECT_TRUE(net.parameters()[1].is_same(net.first->scale));
+  EXPECT_EQ(net.children().size(), 2u);
+  auto mods = net.named_modules();
+  ASSERT_EQ(mods.size(), 6u);  // net, first, body, body.0, body.1, body.2
+  EXPECT_EQ(mods[4].first, "body.1");
+  EXPECT_EQ(mods[4].second->type_name(), "ReLU");
+}
+
+TEST(Module, StateDictHasParametersAndPersistentBuffersInOrder) {
+  Net net;
+  const StateDict sd = net.state_dict();
+  EXPECT_EQ(sd.keys(), (std::vector<std::string>{"bias", "first.scale", "first.shift", "first.calls", "body.0.scale",
+                                                 "body.0.shift", "body.0.calls", "body.2.scale", "body.2.shift",
+                                                 "body.2.calls"}));
+  EXPECT_FALSE(sd.at("bias").requires_grad());
+  EXPECT_TRUE(sd.at("bias").shares_storage(net.bias));
+}
+
+TEST(Module, ForwardThroughSequentialMatchesLoops) {
+  Net net;
+  net.first->scale.detach().copy_(tensor<float>({1, -2, 3}));
+  net.body->at<Affine>(2)->shift.detach().fill_(-1);
+  const Tensor x = tensor<float>({0.5f, 1.0f, -1.0f});
+  const auto y = net.forward(x).to_vector<float>();
+  const float s[] = {1, -2, 3}, xs[] = {0.5f, 1.0f, -1.0f};
+  for (int i = 0; i < 3; ++i) EXPECT_FLOAT_EQ(y[size_t(i)], std::max(0.0f, xs[i] * s[i]) - 1 + 0.5f);
+  EXPECT_EQ(net.first->calls.item<int64_t>(), 1);
+  EXPECT_EQ(net.body->size(), 3u);
+  EXPECT_EQ((*net.body)[-1]->type_name(), "Affine");
+  EXPECT_THROW((*net.body)[3], Error);
+  EXPECT_THROW(net.body->at<ReLU>(0), Error);
+}
+
+TEST(Module, TrainEvalRecurse) {
+  Net net;
+  EXPECT_TRUE(net.is_training());
+  net.eval();
+  for (auto& [name, m] : net.named_modules()) EXPECT_FALSE(m->is_training()) << name;
+  net.train();
+  for (auto& [name, m] : net.named_modules()) EXPECT_TRUE(m->is_training()) << name;
+}
+
+TEST(Module, StateDictRoundTrip) {
+  Net a, b;
+  a.first->scale.detach().copy_(tensor<float>({2, 3, 4}));
+  a.bias.detach().fill_(-7);
+  a.body->at<Affine>(0)->calls.detach().fill_(5);
+  b.load_state_dict(a.state_dict());
+  EXPECT_EQ(b.first->scale.to_vector<float>(), (std::vector<float>{2, 3, 4}));
+  EXPECT_EQ(b.bias.to_vector<float>(), (std::vector<float>{-7, -7, -7}));
+  EXPECT_EQ(b.body->at<Affine>(0)->calls.item<int64_t>(), 5);
+  // Loading copies: b does not alias a.
+  a.bias.detach().fill_(1);
+  EXPECT_EQ(b.bias.to_vector<float>(), (std::vector<float>{-7, -7, -7}));
+  // And keeps b's own parameter objects.
+  EXPECT_TRUE(b.parameters()[0].is_same(b.bias));
+}
+
+TEST(Module, StrictLoadNamesKeysAndLeavesModuleUnchanged) {
+  Net net;
+  const auto before = net.first->scale.to_vector<float>();
+  StateDict sd = Net().state_dict();
+  StateDict bad;
+  for (const auto& [k, t] : sd)
+    if (k != "body.2.shift") bad.insert(k, k == "first.scale" ? full({3}, 9.0) : t);
+  bad.insert("extra.weight", zeros({2}));
+  bad.insert("bias", zeros({4}));  // shape mismatch (replaces the entry)
+  try {
+    net.load_state_dict(bad);
+    FAIL() << "expected kiln::Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("[load_state_dict]", 0), 0u) << msg;
+    EXPECT_NE(msg.find("missing keys: body.2.shift"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unexpected keys: extra.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("bias (expected [3], got [4])"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(net.first->scale.to_vector<float>(), before);  // nothing written
+
+  // Non-strict: missing and unexpected keys are allowed, shape mismatches are not.
+  StateDict partial;
+  partial.insert("first.scale", full({3}, 9.0));
+  partial.insert("nonsense", zeros({1}));
+  net.load_state_dict(partial, /*strict=*/false);
+  EXPECT_EQ(net.first->scale.to_vector<float>(), (std::vector<float>{9, 9, 9}));
+  partial.insert("bias", zeros({4}));
+  EXPECT_THROW(net.load_state_dict(partial, false), Error);
+}
+
+TEST(Module, ToDtypeReplacesDataInPlaceKeepingHandles) {
+  Net net;
+  Tensor held = net.parameters()[1];  // what an optimizer would hold
+  held.set_grad(ones({3}));
+  net.to(DType::Float64);
+  EXPECT_EQ(held.dtype(), DType::Float64);
+  EXPECT_TRUE(held.is_same(net.first->scale));
+  EXPECT_TRUE(held.requires_grad());
+  EXPECT_EQ(held.grad().dtype(), DType::Float64);
+  EXPECT_EQ(net.first->calls.dtype(), DType::Int64);  // integer buffers stay
+  EXPECT_EQ(net.first->scratch.dtype(), DType::Float64);
+  EXPECT_EQ(net.forward(tensor<double>({1, 2, 3})).dtype(), DType::Float64);
+  net.to(kCpu);  // same device: nothing moves
+  EXPECT_EQ(held.device(), kCpu);
+  EXPECT_THROW(net.to(DType::Int32), Error);
+}
+
+TEST(Module, ZeroGradAndRegistrationErrors) {
+  Net net;
+  for (auto& p : net.parameters()) p.set_grad(ones_like(p));
+  net.zero_grad(false);
+  for (auto& p : net.parameters()) EXPECT_EQ(p.grad().to_vector<float>(), (std::vector<float>(3, 0.0f)));
+  net.zero_grad();
+  for (auto& p : net.parameters()) EXPECT_FALSE(p.grad().defined());
+
+  struct Bad : Module {
+    void dup() { register_parameter("w", zeros({1})); register_parameter("w", zeros({1})); }
+    void dotted() { register_buffer("a.b", zeros({1})); }
+    void intparam() { register_parameter("i", zeros({1}, DType::Int64)); }
+  } bad;
+  EXPECT_THROW(bad.dup(), Error);
+  EXPECT_THROW(bad.dotted(), Error);
+  EXPECT_THROW(bad.intparam(), Error);
+  EXPECT_THROW(bad.forward(zeros({1})), Error);
+}
+
+TEST(Module, PrintsATree) {
+  Net net;
+  const std::string s = net.str();
+  EXPECT_NE(s.find("Net("), std::string::npos) << s;
+  EXPECT_NE(s.find("(body): Sequential("), std::string::npos) << s;
+  EXPECT_NE(s.find("(1): ReLU()"), std::string::npos) << s;
+}
+
+// ---- activations and shape layers against std:: formulas
+TEST(Layers, ActivationsAndFlatten) {
+  const std::vector<double> xs = {-3.0, -0.5, 0.0, 0.25, 2.0, 4.0};
+  const Tensor x = tensor<double>(xs, {2, 3});
+  const auto relu_y = ReLU()(x).to_vector<double>();
+  const auto gelu_y = GELU()(x).to_vector<double>();
+  const auto gelu_t = GELU("tanh")(x).to_vector<double>();
+  const auto silu_y = SiLU()(x).to_vector<double>();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double v = xs[i];
+    EXPECT_DOUBLE_EQ(relu_y[i], std::max(0.0, v));
+    EXPECT_NEAR(gelu_y[i], 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-12);
+    EXPECT_NEAR(gelu_t[i], 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))), 1e-12);
+    EXPECT_NEAR(silu_y[i], v / (1 + std::exp(-v)), 1e-12);
+  }
+  EXPECT_THROW(GELU("fast"), Error);
+  EXPECT_EQ(Flatten()(zeros({2, 3, 4, 5})).shape(), (Shape{2, 60}));
+  EXPECT_EQ(Flatten(0, 1)(zeros({2, 3, 4})).shape(), (Shape{6, 4}));
+  EXPECT_TRUE(Identity()(x).is_same(x));
+  ModuleList list;
+  list.push_back(ReLU());
+  list.push_back(std::make_shared<SiLU>());
+  EXPECT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1]->type_name(), "SiLU");
+  EXPECT_THROW(list.forward(x), Error);
+}
+
+// ---- initialisers: bounds from their definitions, moments statistically
+TEST(Init, FansAndGains) {
+  EXPECT_EQ(init::calculate_fan_in_and_fan_out(zeros({8, 4, 3, 3})), (std::pair<int64_t, int64_t>{36, 72}));
+  EXPECT_DOUBLE_EQ(init::calculate_gain("relu"), std::sqrt(2.0));
+  EXPECT_DOUBLE_EQ(init::calculate_gain("tanh"), 5.0 / 3.0);
+  EXPECT_DOUBLE_EQ(init::calculate_gain("leaky_relu", std::sqrt(5.0)), std::sqrt(2.0 / 6.0));
+  EXPECT_THROW(init::calculate_gain("nope"), Error);
+  EXPECT_THROW(init::kaiming_uniform_(zeros({5})), Error);
+  EXPECT_THROW(init::uniform_(zeros({5}, DType::Int64)), Error);
+}
+
+TEST(Init, UniformAndNormalMoments) {
+  Generator gen(42);
+  const Tensor t = empty({200, 100});
+  init::uniform_(t, -2.0, 3.0, &gen);
+  auto v = t.to_vector<double>();
+  for (double x : v) ASSERT_TRUE(x >= -2.0 && x < 3.0);
+  // U(a, b): mean (a+b)/2 = 0.5, std (b-a)/sqrt(12); 20000 samples -> se ~ 0.01
+  EXPECT_NEAR(mean_of(v), 0.5, 0.05);
+  EXPECT_NEAR(std_of(v), 5.0 / std::sqrt(12.0), 0.03);
+
+  init::normal_(t, 1.0, 0.5, &gen);
+  v = t.to_vector<double>();
+  EXPECT_NEAR(mean_of(v), 1.0, 0.02);
+  EXPECT_NEAR(std_of(v), 0.5, 0.02);
+
+  init::constant_(t, 3.5);
+  for (double x : t.to_vector<double>()) ASSERT_EQ(x, 3.5);
+}
+
+TEST(Init, KaimingAndXavier) {
+  Generator gen(7);
+  const Tensor w = empty({64, 32, 3, 3});  // fan_in 288, fan_out 576
+  init::kaiming_uniform_(w, 0.0, init::FanMode::FanIn, "relu", &gen);
+  const double kb = std::sqrt(2.0) * std::sqrt(3.0 / 288.0);
+  auto v = w.to_vector<double>();
+  double mx = 0;
+  for (double x : v) mx = std::max(mx, std::abs(x));
+  EXPECT_LE(mx, kb);
+  EXPECT_GT(mx, 0.98 * kb);
+  EXPECT_NEAR(std_of(v), kb / std::sqrt(3.0), 0.02 * kb);
+
+  init::kaiming_normal_(w, 0.0, init::FanMode::FanOut, "relu", &gen);
+  EXPECT_NEAR(std_of(w.to_vector<double>()), std::sqrt(2.0 / 576.0), 0.02 * std::sqrt(2.0 / 576.0));
+
+  const Tensor x = empty({100, 300});
+  init::xavier_uniform_(x, 2.0, &gen);
+  const double xb = 2.0 * std::sqrt(6.0 / 400.0);
+  v = x.to_vector<double>();
+  mx = 0;
+  for (double e : v) mx = std::max(mx, std::abs(e));
+  EXPECT_LE(mx, xb);
+  EXPECT_GT(mx, 0.98 * xb);
+  init::xavier_normal_(x, 1.0, &gen);
+  EXPECT_NEAR(std_of(x.to_vector<double>()), std::sqrt(2.0 / 400.0), 0.02 * std::sqrt(2.0 / 400.0));
+
+  // A strided destination is filled too.
+  const Tensor base = zeros({4, 6});
+  const Tensor col = base.t();
+  init::ones_(col);
+  for (double e : base.to_vector<double>()) EXPECT_EQ(e, 1.0);
+  init::uniform_(col, 5.0, 6.0, &gen);
+  for (double e : base.to_vector<double>()) EXPECT_TRUE(e >= 5.0 && e < 6.0);
+}
