@@ -303,3 +303,52 @@ TEST(Init, KaimingAndXavier) {
   init::uniform_(col, 5.0, 6.0, &gen);
   for (double e : base.to_vector<double>()) EXPECT_TRUE(e >= 5.0 && e < 6.0);
 }
+
+// ---- Linear
+TEST(Layers, LinearForwardAndDefaultInit) {
+  Generator& g = default_generator();
+  g.manual_seed(3);
+  Linear lin(50, 40);
+  EXPECT_EQ(lin.weight.shape(), (Shape{40, 50}));
+  EXPECT_EQ(lin.bias.shape(), (Shape{40}));
+  EXPECT_EQ(lin.num_parameters(), 40 * 50 + 40);
+  // kaiming_uniform(a = sqrt(5)) on fan_in 50 is U(+-1/sqrt(50)); bias U(+-1/sqrt(50)).
+  const double bound = 1.0 / std::sqrt(50.0);
+  auto w = lin.weight.to_vector<double>();
+  double mx = 0;
+  for (double x : w) mx = std::max(mx, std::abs(x));
+  EXPECT_LE(mx, bound);
+  EXPECT_GT(mx, 0.95 * bound);
+  EXPECT_NEAR(std_of(w), bound / std::sqrt(3.0), 0.05 * bound);
+  for (double x : lin.bias.to_vector<double>()) EXPECT_LE(std::abs(x), bound);
+
+  const Tensor x = randn({3, 50});
+  const auto y = lin(x).to_vector<double>();
+  const auto xv = x.to_vector<double>(), bv = lin.bias.to_vector<double>();
+  for (int i = 0; i < 3; ++i)
+    for (int o = 0; o < 40; ++o) {
+      double acc = bv[size_t(o)];
+      for (int k = 0; k < 50; ++k) acc += xv[size_t(i * 50 + k)] * w[size_t(o * 50 + k)];
+      EXPECT_NEAR(y[size_t(i * 40 + o)], acc, 1e-4);
+    }
+  Linear nobias(4, 2, false);
+  EXPECT_FALSE(nobias.bias.defined());
+  EXPECT_EQ(names_of(nobias.named_parameters()), (std::vector<std::string>{"weight"}));
+  EXPECT_EQ(nobias.str(), "Linear(in_features=4, out_features=2, bias=false)");
+}
+
+TEST(Layers, SequentialOfLinearsNamesAndLoads) {
+  Sequential a(Linear(4, 8), ReLU(), Linear(8, 2));
+  EXPECT_EQ(a.state_dict().keys(), (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"}));
+  Sequential b(Linear(4, 8), ReLU(), Linear(8, 2));
+  b.load_state_dict(a.state_dict());
+  const Tensor x = randn({5, 4});
+  EXPECT_EQ(a(x).to_vector<float>(), b(x).to_vector<float>());
+  Sequential c(Linear(4, 8), ReLU(), Linear(8, 3));
+  try {
+    c.load_state_dict(a.state_dict());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("2.weight (expected [3, 8], got [2, 8])"), std::string::npos) << e.what();
+  }
+}

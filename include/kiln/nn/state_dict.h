@@ -3,6 +3,7 @@
 // tensors, the currency of Module::state_dict(), Optimizer::state_dict() and the
 // safetensors checkpoints. Insertion order is kept, as in PyTorch's OrderedDict.
 #include <cstddef>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -15,6 +16,17 @@ namespace kiln {
 class StateDict {
  public:
   using Item = std::pair<std::string, Tensor>;
+
+  StateDict() = default;
+  // From and to the std::map the safetensors functions take (kiln/io/safetensors.h):
+  // save_safetensors(path, model.state_dict()); model.load_state_dict(load_safetensors(path)).
+  StateDict(const std::map<std::string, Tensor>& m) {  // NOLINT: implicit by design
+    for (const auto& [k, t] : m) insert(k, t);
+  }
+  operator std::map<std::string, Tensor>() const {  // NOLINT
+    return std::map<std::string, Tensor>(items_.begin(), items_.end());
+  }
+  const std::vector<Item>& items() const { return items_; }
 
   // Adds or replaces; a replaced key keeps its place.
   void insert(const std::string& key, Tensor value) {
