@@ -65,6 +65,13 @@ class Backend {
   virtual void reset_peak_memory_stats(int /*index*/) {}
   virtual void empty_cache(int /*index*/) {}
 
+  // Page-locked host memory for fast asynchronous copies; null when the backend has none.
+  virtual void* allocate_pinned(size_t /*bytes*/) { return nullptr; }
+  virtual void deallocate_pinned(void* /*ptr*/) {}
+  // Streams of a device (GpuContext::stream_count): its ops run in order on the current one.
+  virtual int current_stream(int /*index*/) const { return 0; }
+  virtual void set_current_stream(int /*index*/, int /*stream*/) {}
+
   // Called once when the backend is created: fill registry entries for this device type.
   virtual void register_kernels(KernelRegistry& registry) = 0;
 };
