@@ -8,6 +8,7 @@
 // and says why in unavailable_reason().
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "kiln/device.h"
@@ -78,5 +79,10 @@ class Backend {
 
 // The backend of a device type; null when the type is not compiled in.
 Backend* backend_for(DeviceType type);
+
+// Testing hook: makes backend the one for type (replacing any, and its kernel entries)
+// and lets it register its kernels; nullptr removes the backend of type and its kernel
+// entries. Tensors on the old backend's devices must be gone first. Not thread-safe.
+void set_backend_for_testing(DeviceType type, std::unique_ptr<Backend> backend);
 
 }  // namespace kiln

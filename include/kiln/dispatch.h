@@ -57,6 +57,8 @@ class KernelRegistry {
   // The kernel for op on device and dtype, or null.
   Kernel find(DeviceType device, OpId op, DType dtype) const;
   bool supports(DeviceType device, OpId op, DType dtype) const { return find(device, op, dtype) != nullptr; }
+  // Drops every kernel of a device type (set_backend_for_testing).
+  void remove_device(DeviceType device);
 
  private:
   struct Entry {

@@ -37,4 +37,11 @@ Runtime& runtime() {
 Backend* backend_for(DeviceType type) { return runtime().backends[int(type)].get(); }
 KernelRegistry& kernel_registry() { return runtime().registry; }
 
+void set_backend_for_testing(DeviceType type, std::unique_ptr<Backend> backend) {
+  Runtime& r = runtime();
+  r.registry.remove_device(type);
+  r.backends[int(type)] = std::move(backend);
+  if (r.backends[int(type)]) r.backends[int(type)]->register_kernels(r.registry);
+}
+
 }  // namespace kiln

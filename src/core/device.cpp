@@ -27,7 +27,7 @@ Device Device::parse(const std::string& spec) {
   int index = 0;
   if (colon != std::string::npos) {
     const std::string num = spec.substr(colon + 1);
-    KILN_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos, "device",
+    KILN_CHECK(!num.empty() && num.size() <= 9 && num.find_first_not_of("0123456789") == std::string::npos, "device",
                "bad device index in '", spec, "'");
     index = std::stoi(num);
   }

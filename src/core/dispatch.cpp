@@ -25,6 +25,10 @@ void KernelRegistry::add(DeviceType device, OpId op, Kernel fn, DTypeSet accepte
   table_[int(device)][int(op)] = Entry{fn, accepted};
 }
 
+void KernelRegistry::remove_device(DeviceType device) {
+  for (Entry& e : table_[int(device)]) e = Entry{};
+}
+
 Kernel KernelRegistry::find(DeviceType device, OpId op, DType dtype) const {
   const Entry& e = table_[int(device)][int(op)];
   return (e.fn && (e.dtypes & dtype_bit(dtype))) ? e.fn : nullptr;
