@@ -96,7 +96,7 @@ std::vector<Tensor> reduce_dim_with_index(OpId op, const Tensor& a, int64_t dim,
 
 Tensor arg_reduce(OpId op, const Tensor& a, std::optional<int64_t> dim, bool keepdim) {
   check_defined(op_name(op), {&a});
-  if (dim) return reduce_dim_with_index(op, a, *dim, keepdim, false)[0];
+  if (dim || a.dim() == 0) return reduce_dim_with_index(op, a, dim.value_or(0), keepdim, false)[0];
   // Over the flattened tensor; keepdim gives every dim size 1.
   Tensor idx = reduce_dim_with_index(op, a.reshape({-1}), 0, keepdim, false)[0];
   return keepdim ? idx.reshape(Shape(size_t(a.dim()), 1)) : idx;
