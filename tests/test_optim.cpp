@@ -361,3 +361,27 @@ TEST(Scheduler, LinearLRAndWarmupPerGroup) {
   EXPECT_THROW(StepLR(opt, 0), Error);
   EXPECT_THROW(LinearLR(opt, 0.0), Error);
 }
+
+// ---- gradient clipping
+#include "kiln/nn/clip_grad.h"
+
+TEST(ClipGrad, ScalesToMaxNormAndReturnsTotal) {
+  Tensor a = zeros({2}, DType::Float64).requires_grad_(), b = zeros({1}, DType::Float64).requires_grad_();
+  Tensor c = zeros({3}).requires_grad_();  // no grad: skipped
+  a.set_grad(tensor<double>({3, 4}));
+  b.set_grad(tensor<double>({12}));
+  const Tensor total = nn::utils::clip_grad_norm_({a, b, c}, 6.5);
+  EXPECT_NEAR(total.item<double>(), 13.0, 1e-5);
+  const double s = 6.5 / (13.0 + 1e-6);
+  EXPECT_NEAR(a.grad().to_vector<double>()[0], 3 * s, 1e-6);
+  EXPECT_NEAR(b.grad().to_vector<double>()[0], 12 * s, 1e-6);
+  // Under the limit nothing changes.
+  EXPECT_NEAR(nn::utils::clip_grad_norm_({a, b}, 100.0).item<double>(), 6.5, 1e-5);
+  EXPECT_NEAR(a.grad().to_vector<double>()[1], 4 * s, 1e-6);
+  // Infinity norm: the largest |g|.
+  a.set_grad(tensor<double>({-9, 1}));
+  b.set_grad(tensor<double>({2}));
+  EXPECT_NEAR(nn::utils::clip_grad_norm_({a, b}, 3.0, nn::utils::kInfNorm).item<double>(), 9.0, 1e-6);
+  EXPECT_NEAR(a.grad().to_vector<double>()[0], -3.0, 1e-5);
+  EXPECT_THROW(nn::utils::clip_grad_norm_({a}, -1.0), Error);
+}

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kiln/autograd.h"
 #include "kiln/ops.h"
 
 namespace kiln::nn::utils {
@@ -11,6 +12,7 @@ Tensor clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
   const char* op = "clip_grad_norm_";
   KILN_CHECK(max_norm >= 0, op, "max_norm must be non-negative, got ", max_norm);
   KILN_CHECK(norm_type > 0, op, "norm_type must be positive, got ", norm_type);
+  NoGradGuard no_grad;
   std::vector<Tensor> grads;
   for (const auto& p : parameters) {
     KILN_CHECK(p.defined(), op, "a parameter is undefined");

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kiln/autograd.h"
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
 
@@ -15,6 +16,7 @@ Tensor fill_random(const char* op, OpId id, const Tensor& t, double a, double b,
   KILN_CHECK(t.defined(), op, "tensor is undefined");
   KILN_CHECK(is_floating(t.dtype()), op, "expected a floating tensor, got ", dtype_name(t.dtype()));
   if (t.numel() == 0) return t;
+  NoGradGuard no_grad;
   Generator& g = gen ? *gen : default_generator();
   const RandomAttrs attrs{a, b, g.seed(), g.advance(uint64_t(t.numel()))};
   // The kernel writes contiguous memory; a strided tensor gets a fresh fill copied in.
@@ -65,6 +67,7 @@ Tensor normal_(const Tensor& t, double mean, double std, Generator* gen) {
 
 Tensor constant_(const Tensor& t, double value) {
   KILN_CHECK(t.defined(), "constant_", "tensor is undefined");
+  NoGradGuard no_grad;
   t.detach().fill_(value);
   return t;
 }

@@ -2,6 +2,8 @@
 // placement, mode and checkpoints.
 #include "kiln/nn/module.h"
 
+#include "kiln/autograd.h"
+
 #include <sstream>
 #include <unordered_set>
 
@@ -131,6 +133,7 @@ void Module::train(bool on) {
 }
 
 void Module::apply_to_tensors(const std::function<Tensor(const Tensor&)>& fn) {
+  NoGradGuard no_grad;
   for (auto& [prefix, m] : named_modules()) {
     for (auto& [name, p] : m->params_) {
       if (!p.defined()) continue;
@@ -213,6 +216,7 @@ void Module::load_state_dict(const StateDict& dict, bool strict) {
     KILN_FAIL("load_state_dict", os.str());
   }
   // Everything is validated: only now write (copy_ casts dtype and crosses devices).
+  NoGradGuard no_grad;
   for (const auto& [key, t] : own) {
     const Tensor* src = dict.find(key);
     if (!src || !src->defined()) continue;

@@ -1,6 +1,8 @@
 // Optimizer base: parameter groups, per-parameter state, zero_grad, state_dict.
 #include "kiln/optim/optimizer.h"
 
+#include "kiln/autograd.h"
+
 #include <cmath>
 #include <sstream>
 #include <unordered_set>
@@ -68,6 +70,7 @@ void Optimizer::zero_grad(bool set_to_none) {
 
 void Optimizer::for_each_param(
     const std::function<void(ParamGroup&, Tensor&, const Tensor&, ParamState&)>& fn) {
+  NoGradGuard no_grad;
   size_t i = 0;
   for (auto& g : groups_)
     for (auto& p : g.params) {
@@ -138,6 +141,7 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     KILN_FAIL(op, os.str());
   }
   // Validated: copy buffers onto each parameter's device and dtype, then commit.
+  NoGradGuard no_grad;
   for (size_t i = 0; i < loaded.size(); ++i)
     for (auto& [name, t] : loaded[i].buffers) {
       Tensor copy = empty(params[i]->shape(), TensorOptions(params[i]->dtype()).device(params[i]->device()));

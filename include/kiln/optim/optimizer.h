@@ -4,8 +4,8 @@
 // state: a step count and named buffers (momentum, moments), saved by state_dict() as
 // tensors so that a loaded optimizer takes bit-identical next steps.
 //
-// Updates run on the parameters' device through dispatched ops, without recording
-// autograd history: they write through detached handles of the parameters.
+// Updates run on the parameters' device through dispatched ops, under NoGradGuard,
+// writing through detached handles of the parameters.
 #include <cstdint>
 #include <functional>
 #include <map>
