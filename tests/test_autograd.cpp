@@ -353,3 +353,21 @@ TEST(Autograd, GraphIsFreedWithItsOutputs) {
   }
   EXPECT_TRUE(fn.expired());
 }
+
+TEST(Autograd, ScalarLossThroughReductions) {
+  // loss = mean((x @ w - y)^2): d loss / d w = 2/N x^T (x w - y), computed with loops.
+  const std::vector<double> xv{1, 2, 3, 4, 5, 6}, wv{0.5, -1.0, 2.0}, yv{1.0, -2.0};
+  Tensor x = tensor<double>(xv, {2, 3});
+  Tensor w = tensor<double>(wv, {3, 1}).requires_grad_();
+  Tensor y = tensor<double>(yv, {2, 1});
+  Tensor loss = (matmul(x, w) - y).pow(2).mean();
+  loss.backward();
+  std::vector<double> r(2), want(3, 0.0);
+  for (int i = 0; i < 2; ++i) {
+    r[size_t(i)] = -yv[size_t(i)];
+    for (int k = 0; k < 3; ++k) r[size_t(i)] += xv[size_t(i * 3 + k)] * wv[size_t(k)];
+  }
+  for (int k = 0; k < 3; ++k)
+    for (int i = 0; i < 2; ++i) want[size_t(k)] += 2.0 / 2.0 * xv[size_t(i * 3 + k)] * r[size_t(i)];
+  expect_near(vec(w.grad()), want, 1e-12);
+}

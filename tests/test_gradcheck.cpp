@@ -104,6 +104,21 @@ TEST(Gradcheck, InPlaceOps) {
                         {grad_input({3})}));
 }
 
+// ---- in-place ops on views of non-leaf tensors (the base's history is rebased)
+TEST(Gradcheck, InPlaceOnViews) {
+  EXPECT_TRUE(gradcheck([](const In& x) { Tensor a = x[0] * 1.0; a.select(0, 1).mul_(x[1]); return a; },
+                        {grad_input({3, 4}), grad_input({4})}));
+  EXPECT_TRUE(gradcheck(
+      [](const In& x) {
+        Tensor a = x[0] * 1.0;
+        Tensor v = a.narrow(1, 1, 2);
+        v.add_(x[1]);
+        return cat({v * v, a}, 1);  // the view and its base both carry the new history
+      },
+      {grad_input({3, 4}), grad_input({3, 1})}));
+  EXPECT_TRUE(gradcheck([](const In& x) { Tensor a = sin(x[0]); a.t().mul_(2.0); return a; }, {grad_input({2, 3})}));
+}
+
 // ---- views and copies
 TEST(Gradcheck, Views) {
   const Tensor x = grad_input({2, 3, 4});
@@ -128,4 +143,107 @@ TEST(Gradcheck, Views) {
   // A chain of views into one op.
   EXPECT_TRUE(gradcheck([](const In& t) { return t[0].t().narrow(0, 1, 2) * t[0].select(0, 0).unsqueeze(0); },
                         {grad_input({3, 3})}));
+}
+
+// ---- reductions (with and without keepdim, one dim, several dims, all dims)
+TEST(Gradcheck, SumMean) {
+  const Tensor x = grad_input({3, 4, 2});
+  for (bool keep : {false, true}) {
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return sum(t[0], {1}, keep); }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return sum(t[0], {0, 2}, keep); }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return sum(t[0], {}, keep); }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return mean(t[0], {-1}, keep); }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return mean(t[0], {0, 1}, keep); }, {x}));
+  }
+  EXPECT_TRUE(gradcheck([](const In& t) { return t[0].sum(); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return t[0].mean(); }, {x}));
+}
+TEST(Gradcheck, AmaxAmin) {
+  const Tensor x = grad_input({3, 5});
+  for (bool keep : {false, true}) {
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return amax(t[0], {1}, keep); }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return amin(t[0], {0}, keep); }, {x}));
+  }
+  EXPECT_TRUE(gradcheck([](const In& t) { return max(t[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return min(t[0]); }, {x}));
+}
+TEST(Gradcheck, AmaxTiesShareTheGradient) {
+  // Not a finite-difference case (the max is not differentiable at a tie): PyTorch's rule.
+  Tensor x = tensor<double>({1.0, 3.0, 3.0, 2.0}).requires_grad_();
+  amax(x).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 0.5, 0.5, 0}));
+}
+TEST(Gradcheck, MaxMinOverDim) {
+  const Tensor x = grad_input({4, 3});
+  for (bool keep : {false, true}) {
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return max(t[0], 1, keep).first; }, {x}));
+    EXPECT_TRUE(gradcheck([keep](const In& t) { return min(t[0], 0, keep).first; }, {x}));
+  }
+}
+TEST(Gradcheck, VarStd) {
+  const Tensor x = grad_input({3, 4});
+  for (bool keep : {false, true})
+    for (bool unbiased : {false, true}) {
+      EXPECT_TRUE(gradcheck([=](const In& t) { return var(t[0], {1}, unbiased, keep); }, {x}));
+      EXPECT_TRUE(gradcheck([=](const In& t) { return kiln::std(t[0], {0}, unbiased, keep); }, {x}));
+    }
+  EXPECT_TRUE(gradcheck([](const In& t) { return var(t[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return kiln::std(t[0]); }, {x}));
+}
+TEST(Gradcheck, SoftmaxLogSoftmax) {
+  const Tensor x = grad_input({3, 5}, -2, 2);
+  for (int64_t d : {0, 1, -1}) {
+    EXPECT_TRUE(gradcheck([d](const In& t) { return softmax(t[0], d); }, {x}));
+    EXPECT_TRUE(gradcheck([d](const In& t) { return log_softmax(t[0], d); }, {x}));
+  }
+  EXPECT_TRUE(gradcheck([](const In& t) { return t[0].softmax(1); }, {grad_input({2, 3, 4})}));
+}
+
+// ---- linear algebra
+TEST(Gradcheck, Matmul) {
+  auto mmf = [](const In& t) { return matmul(t[0], t[1]); };
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({3, 4}), grad_input({4, 2})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({4}), grad_input({4})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({3, 4}), grad_input({4})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({4}), grad_input({4, 2})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({2, 3, 4}), grad_input({4, 2})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({3, 4}), grad_input({2, 4, 2})}));
+  EXPECT_TRUE(gradcheck(mmf, {grad_input({2, 1, 3, 4}), grad_input({3, 4, 2})}));  // broadcast batch
+  EXPECT_TRUE(gradcheck([](const In& t) { return mm(t[0], t[1]); }, {grad_input({2, 3}), grad_input({3, 4})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return bmm(t[0], t[1]); }, {grad_input({2, 2, 3}), grad_input({2, 3, 2})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return mv(t[0], t[1]); }, {grad_input({2, 3}), grad_input({3})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return mm(t[0].t(), t[1]); }, {grad_input({3, 2}), grad_input({3, 4})}));
+}
+TEST(Gradcheck, Linear) {
+  auto lin = [](const In& t) { return linear(t[0], t[1], t[2]); };
+  EXPECT_TRUE(gradcheck(lin, {grad_input({4, 3}), grad_input({5, 3}), grad_input({5})}));
+  EXPECT_TRUE(gradcheck(lin, {grad_input({2, 2, 3}), grad_input({5, 3}), grad_input({5})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return linear(t[0], t[1]); }, {grad_input({3}), grad_input({2, 3})}));
+}
+
+// ---- joining and indexing
+TEST(Gradcheck, CatStackSplit) {
+  EXPECT_TRUE(gradcheck([](const In& t) { return cat({t[0], t[1], t[2]}, 1); },
+                        {grad_input({2, 3}), grad_input({2, 1}), grad_input({2, 2})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return cat({t[0], t[1]}, 0); }, {grad_input({1, 3}), grad_input({2, 3})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return stack({t[0], t[1]}, 1); }, {grad_input({2, 3}), grad_input({2, 3})}));
+  EXPECT_TRUE(gradcheck_multi([](const In& t) { return split(t[0], 2, 1); }, {grad_input({3, 5})}));
+  EXPECT_TRUE(gradcheck_multi([](const In& t) { return split(t[0], std::vector<int64_t>{1, 3}, 0); },
+                              {grad_input({4, 2})}));
+  EXPECT_TRUE(gradcheck_multi([](const In& t) { return chunk(t[0], 3, 0); }, {grad_input({5, 2})}));
+  // only some outputs used: the others get no gradient
+  EXPECT_TRUE(gradcheck([](const In& t) { return split(t[0], 2, 0)[1] * 2.0; }, {grad_input({4, 2})}));
+}
+TEST(Gradcheck, IndexSelectGather) {
+  const Tensor idx = tensor<int64_t>({2, 0, 2, 1});  // repeats: gradients accumulate
+  EXPECT_TRUE(gradcheck([idx](const In& t) { return index_select(t[0], 0, idx); }, {grad_input({3, 4})}));
+  EXPECT_TRUE(gradcheck([idx](const In& t) { return index_select(t[0], 1, idx); }, {grad_input({2, 3})}));
+  const Tensor gidx = tensor<int64_t>({0, 2, 2, 1, 0, 0}, {2, 3});
+  EXPECT_TRUE(gradcheck([gidx](const In& t) { return gather(t[0], 1, gidx); }, {grad_input({2, 4})}));
+  EXPECT_TRUE(gradcheck([gidx](const In& t) { return gather(t[0], 0, gidx.narrow(0, 0, 1) - gidx.narrow(0, 0, 1)); },
+                        {grad_input({3, 3})}));
+}
+TEST(Gradcheck, Embedding) {
+  const Tensor idx = tensor<int64_t>({1, 4, 1, 0, 3, 1}, {2, 3});
+  EXPECT_TRUE(gradcheck([idx](const In& t) { return embedding(t[0], idx); }, {grad_input({5, 3})}));
 }

@@ -82,10 +82,54 @@ void check_inplace(const char* op, const Tensor& self) {
   if (m.view_base.defined() && m.view_base.requires_grad()) {
     KILN_CHECK(!m.view_base.is_leaf(), op, "a view of a leaf tensor that requires grad (", m.view_base.str(),
                ") is being used in an in-place operation; do the update under NoGradGuard");
-    KILN_FAIL(op, "in-place operations on a view (", self.str(), ") of a tensor that requires grad are not ",
-              "supported; use the out-of-place op or clone() the view first");
+    KILN_CHECK(m.view_base.is_contiguous(), op, "in-place operation on a view of a non-contiguous tensor (",
+               m.view_base.str(), ") that requires grad is not supported");
   }
 }
+
+namespace {
+// The layout of view inside a contiguous tensor shaped like its base.
+struct Region {
+  Shape shape;
+  Strides strides;
+  int64_t offset;
+  Tensor of(const Tensor& full) const { return full.as_strided(shape, strides, full.offset() + offset); }
+};
+
+// After an in-place op wrote `r` into a view of `base`: the base's new history is its old
+// history outside the view's region and r's history inside it (PyTorch's CopySlices), and
+// the view's own history becomes "that region of the base".
+void rebase_view_history(Tensor& view, const Tensor& base, const Tensor& r) {
+  const Region region{view.shape(), view.strides(), view.offset() - base.offset()};
+  auto slices = std::make_shared<FunctionNode>("CopySlices", std::vector<Tensor>{}, [region](BackwardCtx& c) {
+    Tensor g_base = c.grad().clone();
+    Tensor g_r = c.needs(1) ? region.of(g_base).clone() : Tensor();
+    region.of(g_base).fill_(0);
+    return std::vector<Tensor>{g_base, g_r};
+  });
+  slices->next_edges = {gradient_edge(base), gradient_edge(r)};
+  slices->input_geometry = {TensorGeometry(base), TensorGeometry(r)};
+  slices->output_geometry = {TensorGeometry(base)};
+  AutogradMeta& bm = ensure_meta(base);
+  bm.grad_fn = slices;
+  bm.output_nr = 0;
+  bm.requires_grad = false;
+
+  const Shape base_shape = base.shape();
+  auto as_view = std::make_shared<FunctionNode>("AsStridedBackward", std::vector<Tensor>{}, [=](BackwardCtx& c) {
+    Tensor g = zeros(base_shape, TensorOptions(c.grad().dtype()).device(c.grad().device()));
+    region.of(g).copy_(c.grad());
+    return std::vector<Tensor>{g};
+  });
+  as_view->next_edges = {Edge{slices, 0}};
+  as_view->input_geometry = {TensorGeometry(base)};
+  as_view->output_geometry = {TensorGeometry(view)};
+  AutogradMeta& vm = ensure_meta(view);
+  vm.grad_fn = as_view;
+  vm.output_nr = 0;
+  vm.requires_grad = false;
+}
+}  // namespace
 
 bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_list<const Tensor*> others,
                               const std::function<Tensor(const Tensor&)>& fn, bool needs_old_value) {
@@ -100,6 +144,11 @@ bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_lis
   {
     NoGradGuard no_grad;
     self.copy_(r);
+  }
+  if (self.autograd_meta() && self.autograd_meta()->view_base.defined() &&
+      self.autograd_meta()->view_base.requires_grad()) {
+    rebase_view_history(self, self.autograd_meta()->view_base, r);
+    return true;
   }
   AutogradMeta& m = ensure_meta(self);
   const AutogradMeta* rm = r.autograd_meta();

@@ -76,5 +76,17 @@ Tensor record_select(const Tensor& out, const Tensor& in, int64_t dim, int64_t i
 Tensor record_expand(const Tensor& out, const Tensor& in);
 Tensor record_as_strided(const Tensor& out, const Tensor& in);
 Tensor record_copy(const Tensor& out, const Tensor& in);       // clone, to(dtype), to(device)
+// reductions and softmax (reduce.cpp, softmax.cpp); attrs.dims normalised and sorted
+void record_reduce(OpId op, const Tensor& out, const Tensor& a, const ReduceAttrs& attrs);
+void record_reduce_with_index(OpId op, const Tensor& values, const Tensor& indices, const Tensor& a, int64_t dim,
+                              bool keepdim);  // max/min over a dim
+void record_softmax(OpId op, const Tensor& out, const Tensor& a, int64_t dim);
+// linear algebra (linalg.cpp): the batched product every matmul variant reaches
+void record_matmul(const Tensor& out, const Tensor& a, const Tensor& b);
+// joining and indexing (join.cpp, indexing.cpp, embedding.cpp)
+void record_cat(const Tensor& out, const std::vector<Tensor>& tensors, int64_t dim);
+void record_index_select(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
+void record_gather(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
+void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
 
 }  // namespace kiln::autograd

@@ -47,7 +47,7 @@ Shape infer_shape(const char* op, const Shape& req, int64_t numel, const Shape& 
 // (PyTorch's computeStride): empty optional when the memory layout does not allow it.
 std::optional<Strides> view_strides(const Shape& shape, const Strides& strides, const Shape& new_shape) {
   Strides out(new_shape.size());
-  if (numel_of(shape) == 0) return contiguous_strides(new_shape);
+  if (numel_of(shape) == 0 || shape.empty()) return contiguous_strides(new_shape);  // empty or 0-d: any layout
   int64_t view_d = int64_t(new_shape.size()) - 1;
   int64_t chunk_base_stride = strides.empty() ? 1 : strides.back();
   int64_t tensor_numel = 1, view_numel = 1;

@@ -57,7 +57,7 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
              dtype_name(a.dtype()), "; the result is floating");
   if (autograd::inplace_through_autograd(name, a, {&b}, [&](const Tensor& old) {
         return binary(op, old, b, op == OpId::Div ? Result::Float : Result::Promote, alpha);
-      }))
+      }, /*needs_old_value=*/op != OpId::Add && op != OpId::Sub))
     return a;
   const Tensor in[] = {a, b.to(a.dtype()).expand(a.shape())};
   Tensor outs[] = {a};

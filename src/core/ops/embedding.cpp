@@ -1,6 +1,7 @@
 // Front ends of embedding (a row lookup) and its backward (rows summed into the table).
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/nn_helpers.h"
 
 namespace kiln {
@@ -17,6 +18,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   const Tensor in[] = {weight.contiguous(), indices.reshape({-1}).contiguous()};
   Tensor outs[] = {out.view({indices.numel(), weight.size(1)})};
   dispatch(OpId::Embedding, weight.dtype(), in, outs);
+  autograd::record_embedding(out, weight, indices);
   return out;
 }
 

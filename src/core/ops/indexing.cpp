@@ -5,6 +5,7 @@
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/nn_helpers.h"
 
 namespace kiln {
@@ -49,6 +50,7 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   Tensor outs[] = {t.dim() == 0 ? out.view({1}) : out};
   DimAttrs attrs{d};
   dispatch(OpId::IndexSelect, t.dtype(), in, outs, &attrs);
+  autograd::record_index_select(out, t, d, index);
   return out;
 }
 
@@ -81,6 +83,7 @@ Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
   Tensor outs[] = {scalar ? out.view({1}) : out};
   DimAttrs attrs{d};
   dispatch(OpId::Gather, t.dtype(), in, outs, &attrs);
+  autograd::record_gather(out, t, d, index);
   return out;
 }
 

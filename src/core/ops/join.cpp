@@ -2,6 +2,7 @@
 #include <string>
 
 #include "kiln/op_attrs.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -48,6 +49,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   DimAttrs attrs{d};
   Tensor outs[] = {out};
   dispatch(OpId::Cat, dt, parts, outs, &attrs);
+  autograd::record_cat(out, tensors, d);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "kiln/op_attrs.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -52,6 +53,7 @@ Tensor matmul_core(const Tensor& a, const Tensor& b) {
   Tensor out = empty(out_shape, opts);
   Tensor outs[] = {out};
   dispatch(OpId::Matmul, a.dtype(), in, outs, &attrs);
+  autograd::record_matmul(out, a, b);
   return out;
 }
 

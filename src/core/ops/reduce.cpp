@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kiln/op_attrs.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -70,6 +71,7 @@ Tensor reduce(OpId op, const Tensor& a, const std::vector<int64_t>& dims_in, boo
   const Tensor in[] = {a.contiguous()};
   Tensor outs[] = {out};
   dispatch(op, a.dtype(), in, outs, &attrs);
+  autograd::record_reduce(op, out, a, attrs);
   return out;
 }
 
@@ -91,6 +93,8 @@ std::vector<Tensor> reduce_dim_with_index(OpId op, const Tensor& a, int64_t dim,
   outs.push_back(new_output(shape, DType::Int64, a.device()));
   const Tensor in[] = {a.contiguous()};
   dispatch(op, a.dtype(), in, outs, &attrs);
+  if (values)
+    autograd::record_reduce_with_index(op, outs[0], outs[1], a, attrs.dims.empty() ? 0 : attrs.dims[0], keepdim);
   return outs;
 }
 

@@ -1,6 +1,7 @@
 // Front ends of softmax and log_softmax over one dim, and their backward helpers (used by
 // autograd): floating inputs only, as in PyTorch.
 #include "kiln/op_attrs.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -18,6 +19,7 @@ Tensor softmax_forward(OpId op, const Tensor& a, int64_t dim) {
   const Tensor in[] = {a.contiguous()};
   Tensor outs[] = {out};
   dispatch(op, a.dtype(), in, outs, &attrs);
+  autograd::record_softmax(op, out, a, attrs.dim);
   return out;
 }
 
