@@ -269,3 +269,225 @@ TEST(NormErrors, LayerNormShapes) {
                "statistics");
   EXPECT_EQ(vals(x), Vec(6, 1.0));
 }
+
+// ---- scaled_dot_product_attention reference: q [B, L, E], k [B, S, E], v [B, S, Ev] flat,
+// mask [B, L, S] (kind 0 none, 1 bool as 0/1, 2 additive); dropout keep-scales per element.
+namespace {
+struct AttnCase {
+  int64_t b, l, s, e, ev;
+  int mask_kind = 0;
+  bool causal = false;
+  double scale = 0;  // 0: 1/sqrt(E)
+};
+
+Vec attn_ref(const AttnCase& c, const Vec& q, const Vec& k, const Vec& v, const Vec& mask,
+             const std::function<double(int64_t, int64_t, int64_t)>& keep = {}) {
+  const double sc = c.scale != 0 ? c.scale : 1 / std::sqrt(double(c.e));
+  Vec out(size_t(c.b * c.l * c.ev), 0.0);
+  for (int64_t b = 0; b < c.b; ++b)
+    for (int64_t i = 0; i < c.l; ++i) {
+      Vec s(size_t(c.s));
+      double mx = -INFINITY;
+      for (int64_t j = 0; j < c.s; ++j) {
+        double x = 0;
+        for (int64_t t = 0; t < c.e; ++t) x += q[size_t((b * c.l + i) * c.e + t)] * k[size_t((b * c.s + j) * c.e + t)];
+        x *= sc;
+        const double m = c.mask_kind ? mask[size_t((b * c.l + i) * c.s + j)] : 0.0;
+        if (c.mask_kind == 1 && m == 0) x = -INFINITY;
+        if (c.mask_kind == 2) x += m;
+        if (c.causal && j > i) x = -INFINITY;
+        s[size_t(j)] = x;
+        mx = std::max(mx, x);
+      }
+      if (mx == -INFINITY) continue;  // fully masked: 0
+      double z = 0;
+      for (double& x : s) z += (x = std::exp(x - mx));
+      for (int64_t j = 0; j < c.s; ++j) {
+        const double p = s[size_t(j)] / z * (keep ? keep(b, i, j) : 1.0);
+        for (int64_t t = 0; t < c.ev; ++t) out[size_t((b * c.l + i) * c.ev + t)] += p * v[size_t((b * c.s + j) * c.ev + t)];
+      }
+    }
+  return out;
+}
+
+Tensor mask_tensor(const AttnCase& c, const Vec& m) {
+  if (c.mask_kind == 0) return Tensor();
+  Tensor t = from(m, {c.b, c.l, c.s});
+  return c.mask_kind == 1 ? ne(t, 0.0) : t;
+}
+
+Vec make_mask(const AttnCase& c, uint64_t seed) {
+  Vec m = random_vec(size_t(c.b * c.l * c.s), seed, 0, 1);
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (c.mask_kind == 1) m[i] = m[i] < 0.3 ? 0.0 : 1.0;
+    else m[i] = m[i] < 0.2 ? -INFINITY : m[i] - 0.5;
+  }
+  if (c.mask_kind == 1 && c.l > 0 && c.s > 0)
+    for (int64_t j = 0; j < c.s; ++j) m[size_t(j)] = 0.0;  // query 0 of batch 0 sees nothing -> output 0
+  return m;
+}
+}  // namespace
+
+TEST(Attention, MatchesReferenceWithCausalAndBothMaskKinds) {
+  const std::vector<AttnCase> cases = {
+      {2, 5, 7, 4, 3}, {1, 6, 4, 8, 8, 0, true}, {2, 4, 6, 3, 5, 1}, {2, 5, 5, 4, 2, 2}, {1, 3, 3, 2, 2, 0, false, 0.7},
+      {1, 70, 9, 3, 2, 0, true}};  // more than one 64-row query block
+  for (const AttnCase& c : cases) {
+    const Vec q = random_vec(size_t(c.b * c.l * c.e), 20), k = random_vec(size_t(c.b * c.s * c.e), 21),
+              v = random_vec(size_t(c.b * c.s * c.ev), 22), m = c.mask_kind ? make_mask(c, 23) : Vec{};
+    for (DType dt : {DType::Float64, DType::Float32, DType::BFloat16}) {
+      Tensor qt = from(q, {c.b, c.l, c.e}, dt), kt = from(k, {c.b, c.s, c.e}, dt), vt = from(v, {c.b, c.s, c.ev}, dt);
+      Tensor mt = mask_tensor(c, m);
+      if (mt.defined() && mt.dtype() != DType::Bool) mt = mt.to(dt);
+      Tensor o = scaled_dot_product_attention(qt, kt, vt, mt, 0.0, c.causal,
+                                              c.scale != 0 ? std::optional<double>(c.scale) : std::nullopt);
+      EXPECT_EQ(o.shape(), (Shape{c.b, c.l, c.ev}));
+      const Vec want = attn_ref(c, vals(qt), vals(kt), vals(vt), mt.defined() ? vals(mt) : Vec{});
+      expect_near(vals(o), want, dt == DType::BFloat16 ? 3e-2 : tol_for(dt) * 10,
+                  std::string("attention ") + dtype_name(dt) + " L" + std::to_string(c.l));
+    }
+  }
+}
+
+TEST(Attention, BatchDimsAndMaskBroadcast) {
+  // q [2, 3, L, E], k/v [3, S, E] (broadcast over the first dim), mask [L, S] for every head
+  const int64_t L = 4, S = 5, E = 3;
+  const Vec q = random_vec(size_t(2 * 3 * L * E), 30), k = random_vec(size_t(3 * S * E), 31),
+            v = random_vec(size_t(3 * S * E), 32), m = random_vec(size_t(L * S), 33);
+  Tensor o = scaled_dot_product_attention(from(q, {2, 3, L, E}), from(k, {3, S, E}), from(v, {3, S, E}), from(m, {L, S}));
+  ASSERT_EQ(o.shape(), (Shape{2, 3, L, E}));
+  const Vec got = vals(o);
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t h = 0; h < 3; ++h) {
+      AttnCase c{1, L, S, E, E, 2};
+      const Vec qh(q.begin() + (a * 3 + h) * L * E, q.begin() + (a * 3 + h + 1) * L * E);
+      const Vec kh(k.begin() + h * S * E, k.begin() + (h + 1) * S * E), vh(v.begin() + h * S * E, v.begin() + (h + 1) * S * E);
+      const Vec want = attn_ref(c, qh, kh, vh, m);
+      const Vec part(got.begin() + (a * 3 + h) * L * E, got.begin() + (a * 3 + h + 1) * L * E);
+      expect_near(part, want, 1e-10, "broadcast head");
+    }
+}
+
+TEST(Attention, DropoutIsSeededAndFollowsThePhiloxContract) {
+  AttnCase c{2, 4, 6, 3, 3};
+  const Vec q = random_vec(24, 40), k = random_vec(36, 41), v = random_vec(36, 42);
+  Generator g1(1234), g2(1234);
+  AttentionResult r1 = scaled_dot_product_attention_forward(from(q, {2, 4, 3}), from(k, {2, 6, 3}), from(v, {2, 6, 3}),
+                                                            Tensor(), 0.4, false, {}, &g1);
+  AttentionResult r2 = scaled_dot_product_attention_forward(from(q, {2, 4, 3}), from(k, {2, 6, 3}), from(v, {2, 6, 3}),
+                                                            Tensor(), 0.4, false, {}, &g2);
+  EXPECT_EQ(vals(r1.output), vals(r2.output));
+  EXPECT_EQ(r1.seed, 1234u);
+  EXPECT_EQ(g1.offset(), uint64_t(2 * 4 * 6));
+  auto keep = [&](int64_t b, int64_t i, int64_t j) {
+    uint32_t w[4];
+    Philox4x32::generate(1234, uint64_t((b * 4 + i) * 6 + j), w);
+    return Philox4x32::to_unit(w[0]) < 0.4f ? 0.0 : 1 / 0.6;
+  };
+  expect_near(vals(r1.output), attn_ref(c, q, k, v, {}, keep), 1e-10, "dropout attention");
+}
+
+TEST(Attention, BackwardMatchesFiniteDifferences) {
+  struct Case { AttnCase c; double p; };
+  const std::vector<Case> cases = {{{2, 3, 4, 3, 2}, 0.0}, {{1, 4, 4, 2, 3, 0, true}, 0.0}, {{2, 3, 5, 2, 2, 1}, 0.0},
+                                   {{1, 3, 4, 2, 2, 2}, 0.0}, {{2, 3, 4, 2, 3}, 0.3}};
+  for (const auto& [c, p] : cases) {
+    const Vec q = random_vec(size_t(c.b * c.l * c.e), 50), k = random_vec(size_t(c.b * c.s * c.e), 51),
+              v = random_vec(size_t(c.b * c.s * c.ev), 52), m = c.mask_kind ? make_mask(c, 53) : Vec{};
+    const Vec gout = random_vec(size_t(c.b * c.l * c.ev), 54);
+    Tensor mt = mask_tensor(c, m);
+    Generator gen(99);
+    AttentionResult fwd = scaled_dot_product_attention_forward(from(q, {c.b, c.l, c.e}), from(k, {c.b, c.s, c.e}),
+                                                               from(v, {c.b, c.s, c.ev}), mt, p, c.causal, {}, &gen);
+    auto keep = [&](int64_t b, int64_t i, int64_t j) {
+      uint32_t w[4];
+      Philox4x32::generate(99, uint64_t((b * c.l + i) * c.s + j), w);
+      return Philox4x32::to_unit(w[0]) < float(p) ? 0.0 : 1 / (1 - p);
+    };
+    std::function<double(int64_t, int64_t, int64_t)> kf;
+    if (p > 0) kf = keep;
+    expect_near(vals(fwd.output), attn_ref(c, q, k, v, m, kf), 1e-10, "fwd");
+    AttentionGrads g = scaled_dot_product_attention_backward(from(gout, {c.b, c.l, c.ev}), from(q, {c.b, c.l, c.e}),
+                                                             from(k, {c.b, c.s, c.e}), from(v, {c.b, c.s, c.ev}), fwd,
+                                                             mt, p, c.causal);
+    expect_near(vals(g.grad_q), numeric_grad([&](const Vec& x) { return attn_ref(c, x, k, v, m, kf); }, q, gout), 1e-6, "gq");
+    expect_near(vals(g.grad_k), numeric_grad([&](const Vec& x) { return attn_ref(c, q, x, v, m, kf); }, k, gout), 1e-6, "gk");
+    expect_near(vals(g.grad_v), numeric_grad([&](const Vec& x) { return attn_ref(c, q, k, x, m, kf); }, v, gout), 1e-6, "gv");
+  }
+}
+
+TEST(Attention, BackwardSumsOverBroadcastBatchDims) {
+  // k and v shared by 2 heads: their grads are the sums of the per-head grads.
+  const int64_t L = 3, S = 4, E = 2;
+  const Vec q = random_vec(size_t(2 * L * E), 60), k = random_vec(size_t(S * E), 61), v = random_vec(size_t(S * E), 62);
+  const Vec gout = random_vec(size_t(2 * L * E), 63);
+  AttentionResult fwd = scaled_dot_product_attention_forward(from(q, {2, L, E}), from(k, {1, S, E}), from(v, {S, E}));
+  AttentionGrads g = scaled_dot_product_attention_backward(from(gout, {2, L, E}), from(q, {2, L, E}),
+                                                           from(k, {1, S, E}), from(v, {S, E}), fwd);
+  EXPECT_EQ(g.grad_k.shape(), (Shape{1, S, E}));
+  EXPECT_EQ(g.grad_v.shape(), (Shape{S, E}));
+  AttnCase c{2, L, S, E, E};
+  auto expand2 = [](const Vec& x) { Vec y = x; y.insert(y.end(), x.begin(), x.end()); return y; };
+  expect_near(vals(g.grad_k), numeric_grad([&](const Vec& x) { return attn_ref(c, q, expand2(x), expand2(v), {}); }, k, gout),
+              1e-6, "gk broadcast");
+  expect_near(vals(g.grad_v), numeric_grad([&](const Vec& x) { return attn_ref(c, q, expand2(k), expand2(x), {}); }, v, gout),
+              1e-6, "gv broadcast");
+}
+
+TEST(Dropout, SeededMaskFractionAndScale) {
+  Tensor x = ones({4000}, DType::Float32) * 2.0;
+  Generator g1(7), g2(7), g3(8);
+  DropoutResult a = dropout_with_mask(x, 0.3, &g1);
+  Tensor b = dropout(x, 0.3, true, &g2);
+  Tensor c = dropout(x, 0.3, true, &g3);
+  EXPECT_EQ(a.output.to_vector<float>(), b.to_vector<float>());  // same seed, same mask
+  EXPECT_NE(a.output.to_vector<float>(), c.to_vector<float>());
+  const auto y = a.output.to_vector<float>();
+  const auto keep = a.mask.to_vector<bool>();
+  int kept = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    uint32_t w[4];
+    Philox4x32::generate(7, uint64_t(i), w);
+    EXPECT_EQ(keep[i], Philox4x32::to_unit(w[0]) >= 0.3f);
+    EXPECT_FLOAT_EQ(y[i], keep[i] ? 2.0f / 0.7f : 0.0f);
+    kept += keep[i];
+  }
+  EXPECT_NEAR(kept / 4000.0, 0.7, 0.03);
+  // the generator advanced: the next call draws a fresh mask
+  EXPECT_EQ(g1.offset(), 4000u);
+  // eval and p = 0 return the input; p = 1 gives zeros
+  EXPECT_TRUE(dropout(x, 0.5, false).is_same(x));
+  EXPECT_EQ(dropout(x, 1.0, true, &g1).to_vector<float>(), std::vector<float>(4000, 0.0f));
+  for (DType dt : {DType::Float64, DType::Float16, DType::BFloat16}) {
+    Generator g(7);
+    Tensor yd = dropout(x.to(dt), 0.3, true, &g);
+    EXPECT_EQ(yd.dtype(), dt);
+    const auto v = vals(yd);
+    for (size_t i = 0; i < 50; ++i) EXPECT_NEAR(v[i], keep[i] ? 2 / 0.7 : 0.0, 1e-2) << dt;
+  }
+  Tensor gx = dropout_backward(ones({4000}, DType::Float32), a.mask, 0.3);
+  const auto gv = gx.to_vector<float>();
+  for (size_t i = 0; i < gv.size(); ++i) EXPECT_FLOAT_EQ(gv[i], keep[i] ? 1.0f / 0.7f : 0.0f);
+}
+
+TEST(NnErrors, AttentionAndDropout) {
+  Tensor q = ones({2, 3, 4}), k = ones({2, 5, 4}), v = ones({2, 5, 6});
+  const char* op = "scaled_dot_product_attention";
+  expect_error([&] { scaled_dot_product_attention(q, ones({2, 5, 3}), v); }, op, "embedding size");
+  expect_error([&] { scaled_dot_product_attention(q, k, ones({2, 4, 6})); }, op, "sequence length");
+  expect_error([&] { scaled_dot_product_attention(q, k, v.to(DType::Float64)); }, op, "dtype");
+  expect_error([&] { scaled_dot_product_attention(q, ones({3, 5, 4}), ones({3, 5, 6})); }, op, "broadcast");
+  expect_error([&] { scaled_dot_product_attention(ones({4}), k, v); }, op, "[4]");
+  expect_error([&] { scaled_dot_product_attention(q, k, v, ones({3, 4})); }, op, "attn_mask");
+  expect_error([&] { scaled_dot_product_attention(q, k, v, ones({3, 5}, DType::Int64)); }, op, "int64");
+  expect_error([&] { scaled_dot_product_attention(q, k, v, ones({3, 5}), 0.0, true); }, op, "is_causal");
+  expect_error([&] { scaled_dot_product_attention(q, k, v, Tensor(), 1.5); }, op, "dropout_p");
+  expect_error([&] { scaled_dot_product_attention(q.to(DType::Int32), k, v); }, op, "int32");
+  EXPECT_EQ(vals(q), Vec(24, 1.0));
+  Tensor x = ones({5});
+  expect_error([&] { dropout(x, 1.5); }, "dropout", "1.5");
+  expect_error([&] { dropout(x, -0.1); }, "dropout");
+  expect_error([&] { dropout(ones({5}, DType::Int64), 0.5); }, "dropout", "int64");
+  expect_error([&] { dropout_backward(x, ones({4}, DType::Bool), 0.5); }, "dropout_backward", "[4]");
+  EXPECT_EQ(vals(x), Vec(5, 1.0));
+}
