@@ -352,3 +352,139 @@ TEST(Layers, SequentialOfLinearsNamesAndLoads) {
     EXPECT_NE(std::string(e.what()).find("2.weight (expected [3, 8], got [2, 8])"), std::string::npos) << e.what();
   }
 }
+
+// ---- normalisation layers against loops
+namespace {
+struct ChannelStats {
+  std::vector<double> mean, var_biased, var_unbiased;
+};
+ChannelStats channel_stats(const std::vector<double>& x, int64_t n, int64_t c, int64_t hw) {
+  ChannelStats s;
+  const double cnt = double(n * hw);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double m = 0, v = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < hw; ++k) m += x[size_t((i * c + ch) * hw + k)];
+    m /= cnt;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < hw; ++k) v += std::pow(x[size_t((i * c + ch) * hw + k)] - m, 2);
+    s.mean.push_back(m);
+    s.var_biased.push_back(v / cnt);
+    s.var_unbiased.push_back(v / (cnt - 1));
+  }
+  return s;
+}
+}  // namespace
+
+TEST(Layers, BatchNorm2dTrainingRunningStatsAndEval) {
+  const int64_t n = 4, c = 3, hw = 6;
+  BatchNorm2d bn(c);
+  bn.to(DType::Float64);
+  EXPECT_EQ(bn.state_dict().keys(),
+            (std::vector<std::string>{"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}));
+  EXPECT_EQ(bn.num_parameters(), 2 * c);
+  bn.weight.detach().copy_(tensor<double>({1.0, 2.0, 0.5}));
+  bn.bias.detach().copy_(tensor<double>({0.0, -1.0, 3.0}));
+  std::vector<double> rm(c, 0.0), rv(c, 1.0);
+  for (int step = 0; step < 2; ++step) {
+    const Tensor x = randn({n, c, 2, 3}, DType::Float64) * (step + 1.0) + double(step);
+    const auto xv = x.to_vector<double>();
+    const auto st = channel_stats(xv, n, c, hw);
+    const auto y = bn(x).to_vector<double>();
+    const double w[] = {1.0, 2.0, 0.5}, b[] = {0.0, -1.0, 3.0};
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t k = 0; k < hw; ++k) {
+          const size_t at = size_t((i * c + ch) * hw + k);
+          const double want = (xv[at] - st.mean[size_t(ch)]) / std::sqrt(st.var_biased[size_t(ch)] + 1e-5) * w[ch] + b[ch];
+          EXPECT_NEAR(y[at], want, 1e-9);
+        }
+    for (int64_t ch = 0; ch < c; ++ch) {
+      rm[size_t(ch)] = 0.9 * rm[size_t(ch)] + 0.1 * st.mean[size_t(ch)];
+      rv[size_t(ch)] = 0.9 * rv[size_t(ch)] + 0.1 * st.var_unbiased[size_t(ch)];
+    }
+  }
+  const auto got_rm = bn.running_mean.to_vector<double>(), got_rv = bn.running_var.to_vector<double>();
+  for (int64_t ch = 0; ch < c; ++ch) {
+    EXPECT_NEAR(got_rm[size_t(ch)], rm[size_t(ch)], 1e-12);
+    EXPECT_NEAR(got_rv[size_t(ch)], rv[size_t(ch)], 1e-12);
+  }
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 2);
+
+  // Eval: running statistics, which stay put.
+  bn.eval();
+  const Tensor x = randn({2, c, 1, 2}, DType::Float64);
+  const auto xv = x.to_vector<double>();
+  const auto y = bn(x).to_vector<double>();
+  const double w[] = {1.0, 2.0, 0.5}, b[] = {0.0, -1.0, 3.0};
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t k = 0; k < 2; ++k) {
+        const size_t at = size_t((i * c + ch) * 2 + k);
+        EXPECT_NEAR(y[at], (xv[at] - rm[size_t(ch)]) / std::sqrt(rv[size_t(ch)] + 1e-5) * w[ch] + b[ch], 1e-9);
+      }
+  EXPECT_EQ(bn.running_mean.to_vector<double>(), got_rm);
+  EXPECT_EQ(bn.num_batches_tracked.item<int64_t>(), 2);
+  EXPECT_THROW(bn(zeros({2, 4, 1, 1}, DType::Float64)), Error);
+  EXPECT_THROW(bn(zeros({2, 3}, DType::Float64)), Error);
+}
+
+TEST(Layers, BatchNorm2dCumulativeAverageAndNoTracking) {
+  BatchNorm2d bn(2, 1e-5, std::nullopt);
+  std::vector<double> means;
+  for (int step = 0; step < 3; ++step) {
+    const Tensor x = randn({3, 2, 2, 2}) + double(step);
+    means.push_back(channel_stats(x.to_vector<double>(), 3, 2, 4).mean[0]);
+    bn(x);
+  }
+  EXPECT_NEAR(bn.running_mean.to_vector<double>()[0], (means[0] + means[1] + means[2]) / 3, 1e-5);
+
+  BatchNorm2d free(2, 1e-5, 0.1, /*affine=*/false, /*track_running_stats=*/false);
+  EXPECT_TRUE(free.state_dict().empty());
+  free.eval();  // no running stats: batch statistics even in eval
+  const Tensor x = randn({3, 2, 2, 2}, DType::Float64);
+  free.to(DType::Float64);
+  const auto st = channel_stats(x.to_vector<double>(), 3, 2, 4);
+  const auto y = free(x).to_vector<double>();
+  const auto xv = x.to_vector<double>();
+  EXPECT_NEAR(y[0], (xv[0] - st.mean[0]) / std::sqrt(st.var_biased[0] + 1e-5), 1e-9);
+}
+
+TEST(Layers, LayerNormOverTrailingDims) {
+  LayerNorm ln({2, 3});
+  ln.to(DType::Float64);
+  EXPECT_EQ(ln.weight.shape(), (Shape{2, 3}));
+  ln.weight.detach().copy_(tensor<double>({1, 2, 3, 4, 5, 6}, {2, 3}));
+  ln.bias.detach().fill_(0.5);
+  const Tensor x = randn({4, 2, 3}, DType::Float64);
+  const auto xv = x.to_vector<double>();
+  const auto y = ln(x).to_vector<double>();
+  for (int i = 0; i < 4; ++i) {
+    double m = 0, v = 0;
+    for (int k = 0; k < 6; ++k) m += xv[size_t(i * 6 + k)] / 6;
+    for (int k = 0; k < 6; ++k) v += std::pow(xv[size_t(i * 6 + k)] - m, 2) / 6;
+    for (int k = 0; k < 6; ++k)
+      EXPECT_NEAR(y[size_t(i * 6 + k)], (xv[size_t(i * 6 + k)] - m) / std::sqrt(v + 1e-5) * (k + 1) + 0.5, 1e-9);
+  }
+  LayerNorm plain({3}, 1e-5, /*elementwise_affine=*/false);
+  EXPECT_EQ(plain.num_parameters(), 0);
+}
+
+TEST(Layers, EmbeddingLooksUpRowsAndZeroesPadding) {
+  manual_seed(5);
+  Embedding emb(100, 40, /*padding_idx=*/-1);
+  EXPECT_EQ(emb.padding_idx.value(), 99);
+  auto w = emb.weight.to_vector<double>();
+  for (int k = 0; k < 40; ++k) EXPECT_EQ(w[size_t(99 * 40 + k)], 0.0);
+  std::vector<double> body(w.begin(), w.begin() + 99 * 40);
+  EXPECT_NEAR(mean_of(body), 0.0, 0.06);  // N(0, 1), 3960 samples
+  EXPECT_NEAR(std_of(body), 1.0, 0.05);
+  const Tensor idx = tensor<int64_t>({3, 99, 0, 3}, {2, 2});
+  const Tensor y = emb(idx);
+  EXPECT_EQ(y.shape(), (Shape{2, 2, 40}));
+  const auto yv = y.to_vector<double>();
+  const int64_t rows[] = {3, 99, 0, 3};
+  for (int r = 0; r < 4; ++r)
+    for (int k = 0; k < 40; ++k) EXPECT_EQ(yv[size_t(r * 40 + k)], w[size_t(rows[r] * 40 + k)]);
+  EXPECT_THROW(Embedding(10, 4, 10), Error);
+}
