@@ -247,3 +247,29 @@ TEST(Gradcheck, Embedding) {
   const Tensor idx = tensor<int64_t>({1, 4, 1, 0, 3, 1}, {2, 3});
   EXPECT_TRUE(gradcheck([idx](const In& t) { return embedding(t[0], idx); }, {grad_input({5, 3})}));
 }
+
+// ---- normalisation
+TEST(Gradcheck, BatchNorm) {
+  const Tensor x = grad_input({3, 2, 2, 2}), w = grad_input({2}, 0.5, 1.5), b = grad_input({2});
+  // training: batch statistics (running stats updated on the side, not differentiated)
+  EXPECT_TRUE(gradcheck([](const In& t) { return batch_norm(t[0], Tensor(), Tensor(), t[1], t[2], true); }, {x, w, b}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return batch_norm(t[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
+                        {grad_input({4, 3})}));
+  EXPECT_TRUE(gradcheck(
+      [](const In& t) {
+        Tensor rm = zeros({2}, DType::Float64), rv = ones({2}, DType::Float64);
+        return batch_norm(t[0], rm, rv, t[1], t[2], true, 0.1, 1e-5);
+      },
+      {x, w, b}));
+  // eval: running statistics are constants
+  EXPECT_TRUE(gradcheck([](const In& t) { return batch_norm(t[0], t[3], t[4], t[1], t[2], false); },
+                        {x, w, b, grad_input({2}), grad_input({2}, 0.5, 2.0)}, {.no_grad = {3, 4}}));
+}
+TEST(Gradcheck, LayerNorm) {
+  const Tensor x = grad_input({3, 4});
+  EXPECT_TRUE(gradcheck([](const In& t) { return layer_norm(t[0], {4}, t[1], t[2]); },
+                        {x, grad_input({4}, 0.5, 1.5), grad_input({4})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return layer_norm(t[0], {3, 2}); }, {grad_input({2, 3, 2})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return layer_norm(t[0], {3, 2}, t[1], Tensor()); },
+                        {grad_input({2, 3, 2}), grad_input({3, 2})}));
+}

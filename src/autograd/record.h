@@ -88,5 +88,10 @@ void record_cat(const Tensor& out, const std::vector<Tensor>& tensors, int64_t d
 void record_index_select(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_gather(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
+// normalisation (norm.cpp): training saves the batch mean/invstd, eval the running mean/var
+void record_batch_norm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       const Tensor& mean, const Tensor& invstd_or_var, bool training, double eps);
+void record_layer_norm(const Tensor& out, const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                       const Tensor& bias, const Tensor& mean, const Tensor& rstd);
 
 }  // namespace kiln::autograd

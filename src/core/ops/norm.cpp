@@ -2,6 +2,7 @@
 // passed to the kernels as ones/zeros so that the kernel contract has no optional inputs.
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/nn_helpers.h"
 
 namespace kiln {
@@ -57,6 +58,7 @@ BatchNormResult bn_train(const Tensor& x, const Tensor& weight, const Tensor& bi
     running_mean.storage()->bump_version();
     running_var.storage()->bump_version();
   }
+  autograd::record_batch_norm(r.output, x, weight, bias, r.batch_mean, r.batch_invstd, true, eps);
   return r;
 }
 }  // namespace
@@ -82,6 +84,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                        running_var.contiguous()};
   Tensor outs[] = {y};
   dispatch(OpId::BatchNorm, x.dtype(), in, outs, &attrs);
+  autograd::record_batch_norm(y, x, weight, bias, running_mean, running_var, false, eps);
   return y;
 }
 
@@ -163,6 +166,7 @@ LayerNormResult layer_norm_forward(const Tensor& x, const Shape& normalized_shap
   const Tensor in[] = {x.contiguous().view({m, n}), flat_param_or(weight, 1.0, n, x), flat_param_or(bias, 0.0, n, x)};
   Tensor outs[] = {r.output.view({m, n}), r.mean.view({m}), r.rstd.view({m})};
   dispatch(OpId::LayerNorm, x.dtype(), in, outs, &attrs);
+  autograd::record_layer_norm(r.output, x, normalized_shape, weight, bias, r.mean, r.rstd);
   return r;
 }
 
