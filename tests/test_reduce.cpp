@@ -323,6 +323,29 @@ TEST(Reduce, LargeArgmaxOverColumnsAndRows) {
   }
 }
 
+TEST(Reduce, TiesInLongRowsAndColumnsGiveTheFirstIndex) {
+  // Equal extremes in different blocks of the vectorised paths: the first one wins.
+  Tensor row = zeros({5000});
+  row.narrow(0, 4000, 1).fill_(2.0);
+  row.narrow(0, 1500, 1).fill_(2.0);
+  row.narrow(0, 3000, 1).fill_(-1.0);
+  row.narrow(0, 4500, 1).fill_(-1.0);
+  EXPECT_EQ(argmax(row).item<int64_t>(), 1500);
+  EXPECT_EQ(argmin(row).item<int64_t>(), 3000);
+  Tensor big = zeros({100000});  // split across threads
+  big.narrow(0, 99000, 1).fill_(5.0);
+  big.narrow(0, 60000, 1).fill_(5.0);
+  EXPECT_EQ(argmax(big).item<int64_t>(), 60000);
+  Tensor col = zeros({40000, 3}, DType::Int32);  // tall columns: the reduced range is split
+  col.select(1, 1).narrow(0, 30000, 1).fill_(7);
+  col.select(1, 1).narrow(0, 25000, 1).fill_(7);
+  auto [v, i] = max(col, 0);
+  EXPECT_EQ(v.to_vector<int32_t>(), (std::vector<int32_t>{0, 7, 0}));
+  EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{0, 25000, 0}));
+  auto [vn, in] = min(col, 0);
+  EXPECT_EQ(in.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 0}));
+}
+
 TEST(Reduce, NaNPropagatesThroughMaxMinAndArgmax) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   Tensor a = tensor<float>({1, nan, 3, nan, /**/ 4, 5, 6, 7}, {2, 4});

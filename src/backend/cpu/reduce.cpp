@@ -4,6 +4,7 @@
 // float32 sum of 64M elements stays accurate); integers accumulate in int64.
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "src/backend/cpu/kernels.h"
 #include "src/backend/cpu/reduce_driver.h"
 #include "src/backend/cpu/reduce_layout.h"
+#include "src/backend/cpu/vec_math.h"
 
 namespace kiln::cpu {
 
@@ -32,7 +34,7 @@ inline bool is_nan(T v) {
 
 // Sum of f(x[k]) over a row, accurate for float: lanes of float within a block, double across.
 template <typename T, typename F>
-double sum_row_floating(const T* x, int64_t n, F f) {
+KILN_SIMD_CLONES double sum_row_floating(const T* x, int64_t n, F f) {
   double total = 0;
   if constexpr (std::is_same_v<T, double>) {
 #pragma omp simd reduction(+ : total)
@@ -57,7 +59,7 @@ struct SumPolicy {
   using acc_t = std::conditional_t<is_float_v<T>, double, int64_t>;
   out_t* out;
   acc_t init() const { return 0; }
-  void row(const T* x, int64_t n, int64_t, acc_t& a, int64_t) const {
+  KILN_SIMD_CLONES void row(const T* x, int64_t n, int64_t, acc_t& a, int64_t) const {
     if constexpr (is_float_v<T>) {
       a += sum_row_floating(x, n, [](auto v) { return v; });
     } else {
@@ -67,7 +69,7 @@ struct SumPolicy {
       a += s;
     }
   }
-  void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t) const {
+  KILN_SIMD_CLONES void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t) const {
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) a[j] += acc_t(x[j]);
   }
@@ -103,7 +105,7 @@ struct VarPolicy {
       a += sum_row_floating(x, n, [m](float v) { return (v - m) * (v - m); });
     }
   }
-  void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t pos0) const {
+  KILN_SIMD_CLONES void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t pos0) const {
     const double* m = mean + pos0;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
@@ -133,7 +135,7 @@ struct ExtremePolicy {
     if constexpr (kMax) return b > a ? b : a;
     else return b < a ? b : a;
   }
-  void row(const T* x, int64_t n, int64_t, acc_t& a, int64_t) const {
+  KILN_SIMD_CLONES void row(const T* x, int64_t n, int64_t, acc_t& a, int64_t) const {
     if (is_nan(a)) return;
     acc_t m = a;
     if constexpr (is_float_v<T>) {
@@ -159,7 +161,7 @@ struct ExtremePolicy {
       a = m;
     }
   }
-  void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t) const {
+  KILN_SIMD_CLONES void col(const T* x, int64_t n, int64_t, acc_t* a, int64_t) const {
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       const acc_t v = acc_t(x[j]);
@@ -196,10 +198,43 @@ struct ArgPolicy {
     if constexpr (kMax) return v > a.v;
     else return v < a.v;
   }
-  void row(const T* x, int64_t n, int64_t i0, acc_t& a, int64_t) const {
-    for (int64_t k = 0; k < n; ++k) {
-      const value_t v = value_t(x[k]);
-      if (better(v, a)) a = {v, i0 + k};
+  // Blocks: a vectorised max (and NaN check) of the block, then, only when the block holds
+  // a new best, a scan of the block (in L1) for its first position.
+  KILN_SIMD_CLONES void row(const T* x, int64_t n, int64_t i0, acc_t& a, int64_t) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      for (int64_t k = 0; k < n; ++k)
+        if (better(x[k], a)) a = {x[k], i0 + k};
+    } else {
+      for (int64_t b = 0; b < n; b += kBlock) {
+        if constexpr (is_float_v<T>)
+          if (a.i >= 0 && a.v != a.v) return;  // a NaN beats everything after it
+        const int64_t e = std::min(n, b + kBlock);
+        value_t m = value_t(x[b]);
+        int nan = 0;
+        if constexpr (kMax) {
+#pragma omp simd reduction(max : m) reduction(| : nan)
+          for (int64_t k = b; k < e; ++k) {
+            const value_t v = value_t(x[k]);
+            m = v > m ? v : m;
+            if constexpr (is_float_v<T>) nan |= v != v;
+          }
+        } else {
+#pragma omp simd reduction(min : m) reduction(| : nan)
+          for (int64_t k = b; k < e; ++k) {
+            const value_t v = value_t(x[k]);
+            m = v < m ? v : m;
+            if constexpr (is_float_v<T>) nan |= v != v;
+          }
+        }
+        if (!nan && !better(m, a)) continue;
+        for (int64_t k = b; k < e; ++k) {
+          const value_t v = value_t(x[k]);
+          if (nan ? v != v : v == m) {
+            a = {v, i0 + k};
+            break;
+          }
+        }
+      }
     }
   }
   void col(const T* x, int64_t n, int64_t i, acc_t* a, int64_t) const {
@@ -207,6 +242,26 @@ struct ArgPolicy {
       const value_t v = value_t(x[j]);
       if (better(v, a[j])) a[j] = {v, i};
     }
+  }
+  // A column block as separate value and index arrays, so the compare-and-select vectorises.
+  KILN_SIMD_CLONES void cols(const T* x, int64_t stride, int64_t r0, int64_t r1, int64_t n, acc_t* a) const {
+    std::unique_ptr<value_t[]> best(new value_t[size_t(n)]);  // not std::vector: value_t may be bool
+    std::unique_ptr<int64_t[]> idx(new int64_t[size_t(n)]);
+    value_t* b = best.get();
+    int64_t* id = idx.get();
+    for (int64_t j = 0; j < n; ++j) b[j] = value_t(x[r0 * stride + j]), id[j] = r0;
+    for (int64_t i = r0 + 1; i < r1; ++i) {
+      const T* row = x + i * stride;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        const value_t v = value_t(row[j]);
+        bool take = kMax ? v > b[j] : v < b[j];
+        if constexpr (is_float_v<T>) take = take || (v != v && b[j] == b[j]);
+        b[j] = take ? v : b[j];
+        id[j] = take ? i : id[j];
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) a[j] = {b[j], id[j]};
   }
   void combine(acc_t& a, const acc_t& b) const {
     if (b.i >= 0 && better(b.v, a)) a = b;

@@ -7,6 +7,8 @@
 //   void col(const in_t* x, int64_t n, int64_t i, acc_t* a, int64_t pos0) const;
 //        folds x[j] into a[j] for j < n (reduced index i, outputs pos0..pos0+n)
 //   void combine(acc_t& a, const acc_t& later) const;  // later covers higher indices
+//   optional: void cols(const in_t* x, int64_t stride, int64_t r0, int64_t r1, int64_t n, acc_t* a) const;
+//        folds rows r0..r1 of the column block at x (row i at x + i * stride) into a[0..n)
 //   void store(int64_t pos, const acc_t& a, int64_t count) const;
 // run_reduce walks a contiguous [outer, reduce, inner] input: rows (inner == 1) fold with
 // row(), otherwise blocks of columns fold with col(), so both inner loops are unit-stride.
@@ -20,7 +22,7 @@
 
 namespace kiln::cpu {
 
-inline constexpr int64_t kColumnBlock = 256;  // columns folded together; accumulators stay in L1
+inline constexpr int64_t kColumnBlock = 2048;  // widest column block: accumulators stay in L2 while rows stream
 
 template <class P>
 void reduce_rows(const P& p, const typename P::in_t* x, int64_t outer, int64_t R, bool par, int nt) {
@@ -56,34 +58,43 @@ template <class P>
 void reduce_cols(const P& p, const typename P::in_t* x, int64_t outer, int64_t R, int64_t inner, bool par,
                  int nt) {
   using acc_t = typename P::acc_t;
-  const int64_t blocks = (inner + kColumnBlock - 1) / kColumnBlock;
+  const int64_t cb = std::min(inner, kColumnBlock);
+  const int64_t blocks = (inner + cb - 1) / cb;
   const int64_t units = outer * blocks;
   // Too few column blocks for the threads: split the reduced range too.
   const int64_t parts = (par && units < nt) ? std::min<int64_t>(R, (nt + units - 1) / units) : 1;
   const int64_t rchunk = parts > 1 ? (R + parts - 1) / parts : R;
-  std::unique_ptr<acc_t[]> partial(parts > 1 ? new acc_t[size_t(units * parts * kColumnBlock)] : nullptr);
+  std::unique_ptr<acc_t[]> partial(parts > 1 ? new acc_t[size_t(units * parts * cb)] : nullptr);
 
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t u = 0; u < units * parts; ++u) {
-    const int64_t unit = u / parts, part = u % parts;
-    const int64_t o = unit / blocks, j0 = (unit % blocks) * kColumnBlock;
-    const int64_t n = std::min(kColumnBlock, inner - j0);
-    const int64_t pos0 = o * inner + j0;
-    acc_t local[kColumnBlock];
-    acc_t* a = parts > 1 ? &partial[size_t(u * kColumnBlock)] : local;
-    for (int64_t j = 0; j < n; ++j) a[j] = p.init();
-    const int64_t r0 = part * rchunk, r1 = std::min(R, r0 + rchunk);
-    for (int64_t i = r0; i < r1; ++i) p.col(x + (o * R + i) * inner + j0, n, i, a, pos0);
-    if (parts == 1)
-      for (int64_t j = 0; j < n; ++j) p.store(pos0 + j, a[j], R);
+#pragma omp parallel if (par)
+  {
+    std::unique_ptr<acc_t[]> local(parts > 1 ? nullptr : new acc_t[size_t(cb)]);
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < units * parts; ++u) {
+      const int64_t unit = u / parts, part = u % parts;
+      const int64_t o = unit / blocks, j0 = (unit % blocks) * cb;
+      const int64_t n = std::min(cb, inner - j0);
+      const int64_t pos0 = o * inner + j0;
+      acc_t* a = parts > 1 ? &partial[size_t(u * cb)] : local.get();
+      for (int64_t j = 0; j < n; ++j) a[j] = p.init();
+      const int64_t r0 = part * rchunk, r1 = std::min(R, r0 + rchunk);
+      const typename P::in_t* base = x + o * R * inner + j0;
+      if constexpr (requires { p.cols(base, inner, r0, r1, n, a); }) {
+        p.cols(base, inner, r0, r1, n, a);  // the policy runs the whole block itself
+      } else {
+        for (int64_t i = r0; i < r1; ++i) p.col(base + i * inner, n, i, a, pos0);
+      }
+      if (parts == 1)
+        for (int64_t j = 0; j < n; ++j) p.store(pos0 + j, a[j], R);
+    }
   }
   if (parts == 1) return;
   for (int64_t unit = 0; unit < units; ++unit) {
-    const int64_t o = unit / blocks, j0 = (unit % blocks) * kColumnBlock;
-    const int64_t n = std::min(kColumnBlock, inner - j0);
-    acc_t* a = &partial[size_t(unit * parts * kColumnBlock)];
+    const int64_t o = unit / blocks, j0 = (unit % blocks) * cb;
+    const int64_t n = std::min(cb, inner - j0);
+    acc_t* a = &partial[size_t(unit * parts * cb)];
     for (int64_t k = 1; k < parts; ++k)
-      for (int64_t j = 0; j < n; ++j) p.combine(a[j], a[k * kColumnBlock + j]);
+      for (int64_t j = 0; j < n; ++j) p.combine(a[j], a[k * cb + j]);
     for (int64_t j = 0; j < n; ++j) p.store(o * inner + j0 + j, a[j], R);
   }
 }

@@ -29,7 +29,7 @@ inline A exp_of(A v) {
 
 // One row of n elements (unit stride), in the compute type A.
 template <typename A, bool kLog>
-void softmax_row(const A* x, A* y, int64_t n) {
+KILN_SIMD_CLONES void softmax_row(const A* x, A* y, int64_t n) {
   A m = -INFINITY;  // a NaN in the row is not seen here but makes the sum, and so every output, NaN
 #pragma omp simd reduction(max : m)
   for (int64_t k = 0; k < n; ++k) m = x[k] > m ? x[k] : m;
@@ -55,7 +55,7 @@ void softmax_row(const A* x, A* y, int64_t n) {
 
 // Columns j < nc of [n, stride] starting at x (outputs likewise), in the compute type A.
 template <typename A, bool kLog>
-void softmax_cols(const A* x, A* y, int64_t n, int64_t stride, int64_t nc) {
+KILN_SIMD_CLONES void softmax_cols(const A* x, A* y, int64_t n, int64_t stride, int64_t nc) {
   A m[kCols], s[kCols];
   for (int64_t j = 0; j < nc; ++j) m[j] = -INFINITY, s[j] = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -78,7 +78,7 @@ void softmax_cols(const A* x, A* y, int64_t n, int64_t stride, int64_t nc) {
 }
 
 template <typename A, bool kLog>
-void backward_row(const A* g, const A* out, A* gi, int64_t n) {
+KILN_SIMD_CLONES void backward_row(const A* g, const A* out, A* gi, int64_t n) {
   A s = 0;
   if constexpr (kLog) {
 #pragma omp simd reduction(+ : s)
@@ -98,7 +98,7 @@ void backward_row(const A* g, const A* out, A* gi, int64_t n) {
 }
 
 template <typename A, bool kLog>
-void backward_cols(const A* g, const A* out, A* gi, int64_t n, int64_t stride, int64_t nc) {
+KILN_SIMD_CLONES void backward_cols(const A* g, const A* out, A* gi, int64_t n, int64_t stride, int64_t nc) {
   A s[kCols];
   for (int64_t j = 0; j < nc; ++j) s[j] = 0;
   for (int64_t i = 0; i < n; ++i) {

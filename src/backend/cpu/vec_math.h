@@ -4,6 +4,14 @@
 #include <bit>
 #include <cstdint>
 
+// Hot loops compile once per instruction set and pick the best at load time (GCC's
+// function multiversioning): the library itself is built for baseline x86-64 (SSE2).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define KILN_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KILN_SIMD_CLONES
+#endif
+
 namespace kiln::cpu {
 
 // exp(x) for float: x = k*ln2 + r with |r| <= ln2/2, exp(r) by its Taylor series to r^7,
