@@ -205,8 +205,9 @@ TEST_F(FakeGpu, GpuOnlyRaisesForOpsWithoutADeviceKernel) {
     EXPECT_TRUE(contains(e.what(), "metal")) << e.what();
   }
   EXPECT_EQ(a.to_vector<float>(), va);
-  // CPU data under GpuOnly moves to the GPU when it has the kernel...
+  // CPU data under GpuOnly moves to the current GPU when it has the kernel...
   Tensor x = tensor(va), y = tensor(iota_values(4, 0.5f, 0));
+  set_device(kFakeGpu);  // (on a CUDA machine, cuda:0 would otherwise be the preferred GPU)
   Tensor s = add(x, y);
   EXPECT_EQ(fake_add_calls, 1);
   EXPECT_EQ(s.device(), kCpu);
@@ -238,13 +239,14 @@ TEST_F(FakeGpu, HybridMovesLargeCpuWorkToTheGpu) {
   EXPECT_EQ(execution_strategy().kind, ExecutionStrategy::Kind::Hybrid);
   EXPECT_EQ(execution_strategy().gpu_threshold, 100);
   Tensor small_a = tensor(iota_values(99, 0, 1)), small_b = ones({99});
+  const auto va = iota_values(100, -5, 0.25f);
+  Tensor big_a = tensor(va, {10, 10}), big_b = full({10, 10}, 2.0f);
+  set_device(kFakeGpu);  // the GPU Hybrid prefers (the tensors above stay on the CPU)
   Tensor small = add(small_a, small_b);
   EXPECT_EQ(fake_add_calls, 0);  // below the threshold: stays on the CPU
   EXPECT_EQ(small.device(), kCpu);
   EXPECT_EQ(small.at({98}).to_double(), 99.0);
 
-  const auto va = iota_values(100, -5, 0.25f);
-  Tensor big_a = tensor(va, {10, 10}), big_b = full({10, 10}, 2.0f);
   Tensor big = add(big_a, big_b, 3);
   EXPECT_EQ(fake_add_calls, 1);  // at the threshold: computed on the GPU
   EXPECT_EQ(big.device(), kCpu);  // and brought back
