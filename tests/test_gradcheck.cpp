@@ -5,6 +5,7 @@
 
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
+#include "kiln/ops_nn_backward.h"
 #include "tests/support/gradcheck.h"
 
 using namespace kiln;
@@ -272,4 +273,36 @@ TEST(Gradcheck, LayerNorm) {
   EXPECT_TRUE(gradcheck([](const In& t) { return layer_norm(t[0], {3, 2}); }, {grad_input({2, 3, 2})}));
   EXPECT_TRUE(gradcheck([](const In& t) { return layer_norm(t[0], {3, 2}, t[1], Tensor()); },
                         {grad_input({2, 3, 2}), grad_input({3, 2})}));
+}
+
+// ---- attention and dropout
+TEST(Gradcheck, ScaledDotProductAttention) {
+  const Tensor q = grad_input({2, 3, 4}), k = grad_input({2, 5, 4}), v = grad_input({2, 5, 3});
+  EXPECT_TRUE(gradcheck([](const In& t) { return scaled_dot_product_attention(t[0], t[1], t[2]); }, {q, k, v}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return scaled_dot_product_attention(t[0], t[1], t[2], Tensor(), 0.0, true); },
+                        {grad_input({2, 4, 4}), grad_input({2, 4, 4}), grad_input({2, 4, 3})}));
+  const Tensor bool_mask = gt(grad_input({3, 5}), -0.5);
+  EXPECT_TRUE(gradcheck([](const In& t) { return scaled_dot_product_attention(t[0], t[1], t[2], t[3]); },
+                        {q, k, v, bool_mask}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return scaled_dot_product_attention(t[0], t[1], t[2], t[3], 0.0, false, 0.7); },
+                        {q, k, v, grad_input({2, 3, 5})}, {.no_grad = {3}}));
+  // attention dropout: the same generator state in every evaluation gives the same mask
+  EXPECT_TRUE(gradcheck(
+      [](const In& t) {
+        Generator g(99);
+        return scaled_dot_product_attention_forward(t[0], t[1], t[2], Tensor(), 0.3, false, {}, &g).output;
+      },
+      {q, k, v}));
+  // broadcast batch: k and v shared by every head
+  EXPECT_TRUE(gradcheck([](const In& t) { return scaled_dot_product_attention(t[0], t[1], t[2]); },
+                        {grad_input({2, 2, 3, 4}), grad_input({1, 5, 4}), grad_input({5, 3})}));
+}
+TEST(Gradcheck, Dropout) {
+  // The mask must be the same in every evaluation: a fresh generator with one seed per call.
+  auto f = [](const In& t) {
+    Generator g(1234);
+    return dropout(t[0], 0.4, true, &g);
+  };
+  EXPECT_TRUE(gradcheck(f, {grad_input({4, 5})}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return dropout(t[0], 0.5, false); }, {grad_input({3})}));
 }

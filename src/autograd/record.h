@@ -12,6 +12,7 @@
 #include "kiln/autograd.h"
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
+#include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
 
 namespace kiln::autograd {
@@ -88,6 +89,10 @@ void record_cat(const Tensor& out, const std::vector<Tensor>& tensors, int64_t d
 void record_index_select(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_gather(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
+// attention and dropout (attention.cpp, dropout.cpp)
+void record_attention(const AttentionResult& r, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const Tensor& attn_mask, double dropout_p, bool is_causal);
+void record_dropout(const Tensor& out, const Tensor& x, const Tensor& mask, double p);
 // normalisation (norm.cpp): training saves the batch mean/invstd, eval the running mean/var
 void record_batch_norm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        const Tensor& mean, const Tensor& invstd_or_var, bool training, double eps);

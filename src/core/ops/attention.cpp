@@ -5,6 +5,7 @@
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/nn_helpers.h"
 
 namespace kiln {
@@ -113,6 +114,7 @@ AttentionResult scaled_dot_product_attention_forward(const Tensor& q, const Tens
   if (p.mask.defined()) in.push_back(p.mask);
   Tensor outs[] = {r.output.view({p.b, p.l, p.ev}), r.logsumexp.view({p.b, p.l})};
   dispatch(OpId::Attention, q.dtype(), in, outs, &p.attrs);
+  autograd::record_attention(r, q, k, v, attn_mask, dropout_p, is_causal);
   return r;
 }
 

@@ -4,6 +4,7 @@
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/nn_helpers.h"
 
 namespace kiln {
@@ -28,6 +29,7 @@ DropoutResult dropout_with_mask(const Tensor& x, double p, Generator* gen) {
   const Tensor in[] = {x.contiguous()};
   Tensor outs[] = {r.output, r.mask};
   dispatch(OpId::Dropout, x.dtype(), in, outs, &attrs);
+  autograd::record_dropout(r.output, x, r.mask, p);
   return r;
 }
 
