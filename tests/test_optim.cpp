@@ -119,16 +119,23 @@ TEST(Optim, SgdTwoStepsByHand) {
 }
 
 TEST(Optim, AdamAndAdamW) {
-  expect_near_vec(run_steps<Adam>(3, AdamOptions{.lr = 0.1}), adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0, false, false),
-                  1e-12);
-  expect_near_vec(run_steps<Adam>(3, AdamOptions{.lr = 0.1, .beta1 = 0.8, .beta2 = 0.99, .weight_decay = 0.2}),
-                  adam_ref(3, 0.1, 0.8, 0.99, 1e-8, 0.2, false, false), 1e-12);
-  expect_near_vec(run_steps<Adam>(4, AdamOptions{.lr = 0.3, .amsgrad = true}),
+  for (bool fused : {true, false}) {
+  SCOPED_TRACE(fused ? "fused kernel" : "dispatched ops");
+  expect_near_vec(run_steps<Adam>(3, AdamOptions{.lr = 0.1, .fused = fused}),
+                  adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0, false, false), 1e-12);
+  expect_near_vec(
+      run_steps<Adam>(3, AdamOptions{.lr = 0.1, .beta1 = 0.8, .beta2 = 0.99, .weight_decay = 0.2, .fused = fused}),
+      adam_ref(3, 0.1, 0.8, 0.99, 1e-8, 0.2, false, false), 1e-12);
+  expect_near_vec(run_steps<Adam>(4, AdamOptions{.lr = 0.3, .amsgrad = true, .fused = fused}),
                   adam_ref(4, 0.3, 0.9, 0.999, 1e-8, 0, false, true), 1e-12);
   AdamWOptions w;
   w.lr = 0.1;
   w.weight_decay = 0.5;
+  w.fused = fused;
   expect_near_vec(run_steps<AdamW>(3, w), adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0.5, true, false), 1e-12);
+  expect_near_vec(run_steps<Adam>(3, AdamOptions{.lr = 0.1, .fused = fused}, DType::Float32),
+                  adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0, false, false), 1e-5);
+  }
   EXPECT_DOUBLE_EQ(AdamWOptions().weight_decay, 1e-2);
 }
 

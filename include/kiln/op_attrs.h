@@ -59,6 +59,7 @@ struct AdamAttrs {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   int64_t step = 1;
   bool decoupled = false;                               // AdamW
+  bool amsgrad = false;                                 // a 4th output: max_exp_avg_sq
 };
 
 }  // namespace kiln

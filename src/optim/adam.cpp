@@ -1,4 +1,6 @@
-// Adam and AdamW from dispatched ops (any dtype, any device).
+// Adam and AdamW. Where the parameter's device has an adam_step kernel for its dtype
+// (float32/float64 on the CPU), one fused kernel does the update; otherwise the same
+// arithmetic runs as dispatched elementwise ops (any dtype, any device).
 #include "kiln/optim/adam.h"
 
 #include <cmath>
@@ -25,6 +27,11 @@ Tensor& buffer(Optimizer::ParamState& st, const char* name, const Tensor& like) 
   if (it == st.buffers.end()) it = st.buffers.emplace(name, zeros_like(like)).first;
   return it->second;
 }
+
+bool fused_available(const Tensor& p, const Tensor& m, const Tensor& v, const Tensor* vmax) {
+  return kernel_registry().supports(p.device().type, OpId::AdamStep, p.dtype()) && p.is_contiguous() &&
+         m.is_contiguous() && v.is_contiguous() && (!vmax || vmax->is_contiguous());
+}
 }  // namespace
 
 void Adam::step() {
@@ -33,7 +40,16 @@ void Adam::step() {
     ++st.step;
     Tensor& m = buffer(st, "exp_avg", p);
     Tensor& v = buffer(st, "exp_avg_sq", p);
+    Tensor* vmax = o.amsgrad ? &buffer(st, "max_exp_avg_sq", p) : nullptr;
     const double lr = group.lr;
+    if (o.fused && fused_available(p, m, v, vmax)) {
+      const AdamAttrs attrs{lr, o.beta1, o.beta2, o.eps, o.weight_decay, st.step, decoupled_, o.amsgrad};
+      const Tensor in[] = {grad.to(p.dtype()).contiguous()};
+      std::vector<Tensor> outs = {p, m, v};
+      if (vmax) outs.push_back(*vmax);
+      dispatch(OpId::AdamStep, p.dtype(), in, outs, &attrs);
+      return;
+    }
     const double bc1 = 1.0 - std::pow(o.beta1, double(st.step));
     const double bc2 = 1.0 - std::pow(o.beta2, double(st.step));
 
@@ -45,10 +61,9 @@ void Adam::step() {
     m.mul_(o.beta1).add_(g, 1.0 - o.beta1);
     v.mul_(o.beta2).add_(g * g, 1.0 - o.beta2);
     Tensor second = v;
-    if (o.amsgrad) {
-      Tensor& vmax = buffer(st, "max_exp_avg_sq", p);
-      vmax.copy_(maximum(vmax, v));
-      second = vmax;
+    if (vmax) {
+      vmax->copy_(maximum(*vmax, v));
+      second = *vmax;
     }
     const Tensor denom = add(sqrt(second) / std::sqrt(bc2), o.eps);
     p.sub_(m / denom, lr / bc1);

@@ -3,6 +3,8 @@
 //   t += 1;  g = grad (+ wd * p for Adam);  p *= 1 - lr * wd (AdamW)
 //   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2   (amsgrad: vmax = max(vmax, v))
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Float32/float64 parameters on a device with an adam_step kernel (the CPU) take one
+// fused pass; others run the same arithmetic as dispatched elementwise ops.
 #include "kiln/optim/optimizer.h"
 
 namespace kiln::optim {
@@ -13,6 +15,7 @@ struct AdamOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;
   bool amsgrad = false;
+  bool fused = true;  // one adam_step kernel per parameter where the device has one
 };
 
 class Adam : public Optimizer {
