@@ -76,6 +76,98 @@ std::vector<OpSample> samples_of(Generator& g, const std::vector<std::vector<Sha
   return out;
 }
 
+
+// ---------------------------------------------------------------- convolutions
+
+struct ConvParams {
+  Pair s{1, 1}, p{0, 0}, d{1, 1};
+  int64_t g = 1;
+  Pair op{0, 0};  // conv_transpose2d's output_padding
+};
+
+// y[n,o,i,j] = b[o] + sum_{c,u,v} x[n, grp*cg + c, i*s - p + u*d, j*s - p + v*d] * w[o, c, u, v]
+Tensor ref_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvParams& q) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+  const int64_t o = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3], cg = c / q.g, og = o / q.g;
+  const int64_t oh = (h + 2 * q.p[0] - q.d[0] * (kh - 1) - 1) / q.s[0] + 1;
+  const int64_t ow = (wd + 2 * q.p[1] - q.d[1] * (kw - 1) - 1) / q.s[1] + 1;
+  Tensor y = ref_empty({n, o, oh, ow});
+  const double *px = ref_data(x), *pw = ref_data(w), *pb = b.defined() ? ref_data(b) : nullptr;
+  double* py = y.data<double>();
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t io = 0; io < o; ++io)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double acc = pb ? pb[io] : 0.0;
+          for (int64_t ic = 0; ic < cg; ++ic)
+            for (int64_t u = 0; u < kh; ++u)
+              for (int64_t v = 0; v < kw; ++v) {
+                const int64_t ih = i * q.s[0] - q.p[0] + u * q.d[0], iw = j * q.s[1] - q.p[1] + v * q.d[1];
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                acc += px[((in * c + (io / og) * cg + ic) * h + ih) * wd + iw] * pw[((io * cg + ic) * kh + u) * kw + v];
+              }
+          py[((in * o + io) * oh + i) * ow + j] = acc;
+        }
+  return y;
+}
+
+// y[n, co, i*s - p + u*d, j*s - p + v*d] += x[n, ci, i, j] * w[ci, co % cog, u, v] (ci in co's group)
+Tensor ref_conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const ConvParams& q) {
+  const int64_t n = x.shape()[0], cin = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+  const int64_t cog = w.shape()[1], kh = w.shape()[2], kw = w.shape()[3], cout = cog * q.g, cig = cin / q.g;
+  const int64_t oh = (h - 1) * q.s[0] - 2 * q.p[0] + q.d[0] * (kh - 1) + q.op[0] + 1;
+  const int64_t ow = (wd - 1) * q.s[1] - 2 * q.p[1] + q.d[1] * (kw - 1) + q.op[1] + 1;
+  Tensor y = ref_empty({n, cout, oh, ow});
+  const double *px = ref_data(x), *pw = ref_data(w), *pb = b.defined() ? ref_data(b) : nullptr;
+  double* py = y.data<double>();
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t co = 0; co < cout; ++co)
+      for (int64_t k = 0; k < oh * ow; ++k) py[(in * cout + co) * oh * ow + k] = pb ? pb[co] : 0.0;
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t j = 0; j < wd; ++j)
+          for (int64_t col = 0; col < cog; ++col)
+            for (int64_t u = 0; u < kh; ++u)
+              for (int64_t v = 0; v < kw; ++v) {
+                const int64_t yh = i * q.s[0] - q.p[0] + u * q.d[0], yw = j * q.s[1] - q.p[1] + v * q.d[1];
+                if (yh < 0 || yh >= oh || yw < 0 || yw >= ow) continue;
+                py[((in * cout + (ci / cig) * cog + col) * oh + yh) * ow + yw] +=
+                    px[((in * cin + ci) * h + i) * wd + j] * pw[((ci * cog + col) * kh + u) * kw + v];
+              }
+  return y;
+}
+
+Tolerance conv_tol(DType t) {
+  switch (t) {
+    case DType::Float32: return {1e-4, 1e-4};
+    case DType::Float16: return {4e-3, 4e-3};
+    case DType::BFloat16: return {2e-2, 4e-2};
+    default: return {1e-10, 1e-10};
+  }
+}
+
+OpInfo conv_entry(const std::string& name, std::vector<std::vector<Shape>> shapes, ConvParams q, bool transpose) {
+  const bool bias = shapes[0].size() == 3;
+  return OpInfo{
+      .name = name,
+      .samples = [shapes](Layout l, Generator& g) {
+        if (l == Layout::Broadcast) return std::vector<OpSample>{};
+        return samples_of(g, shapes);
+      },
+      .op = [q, transpose, bias](const std::vector<Tensor>& in) {
+        const Tensor b = bias ? in[2] : Tensor();
+        return transpose ? conv_transpose2d(in[0], in[1], b, q.s, q.p, q.op, q.g, q.d)
+                         : conv2d(in[0], in[1], b, q.s, q.p, q.d, q.g);
+      },
+      .reference = [q, transpose, bias](const std::vector<Tensor>& in) {
+        const Tensor b = bias ? in[2] : Tensor();
+        return transpose ? ref_conv_transpose2d(in[0], in[1], b, q) : ref_conv2d(in[0], in[1], b, q);
+      },
+      .tolerance = conv_tol,
+  };
+}
+
 const DTypeSet kMatmulDTypes = kFloatingDTypes | dtypes({DType::Int32, DType::Int64});
 
 std::vector<OpInfo> linalg_ops() {
@@ -160,6 +252,18 @@ std::vector<OpInfo> linalg_ops() {
       },
       .tolerance = matmul_tol,
   });
+  ops.push_back(conv_entry("conv2d", {{{2, 3, 6, 5}, {4, 3, 3, 3}, {4}}, {{1, 2, 4, 4}, {3, 2, 1, 1}, {3}}},
+                           ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, false));
+  ops.push_back(conv_entry("conv2d_stride_dilation", {{{1, 3, 9, 8}, {2, 3, 3, 2}}},
+                           ConvParams{{2, 1}, {1, 0}, {1, 2}, 1}, false));
+  ops.push_back(conv_entry("conv2d_groups", {{{2, 4, 6, 6}, {6, 2, 3, 3}, {6}}}, ConvParams{{1, 2}, {0, 1}, {2, 1}, 2},
+                           false));
+  ops.push_back(conv_entry("conv2d_depthwise", {{{1, 4, 7, 7}, {4, 1, 3, 3}, {4}}}, ConvParams{{2, 2}, {1, 1}, {1, 1}, 4},
+                           false));
+  ops.push_back(conv_entry("conv_transpose2d", {{{2, 3, 4, 5}, {3, 2, 3, 3}, {2}}},
+                           ConvParams{{2, 2}, {1, 1}, {1, 1}, 1, {1, 0}}, true));
+  ops.push_back(conv_entry("conv_transpose2d_groups_dilation", {{{1, 4, 3, 4}, {4, 3, 2, 3}, {6}}},
+                           ConvParams{{3, 2}, {0, 1}, {1, 2}, 2, {2, 1}}, true));
   return ops;
 }
 
