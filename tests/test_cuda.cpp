@@ -200,3 +200,95 @@ TEST(Cuda, RandomNumbersMatchTheCpuForTheSameSeed) {
   const auto dn = randn({999}, TensorOptions(DType::Float64).device(kGpu), &g4).cpu().to_vector<double>();
   expect_near_all(dn, cn, 1e-13, 1e-13);
 }
+
+// Sizes large enough to take the split (multi-block) reduction paths.
+TEST(Cuda, LargeReductionsMatchNaiveLoops) {
+  REQUIRE_CUDA();
+  const int64_t n = (1 << 20) + 37;
+  const auto v = iota_values(n, 0.013, -0.6);
+  Tensor x = tensor(v).to(DType::Float32);
+  const auto xf = x.to(DType::Float64).to_vector<double>();
+  Tensor xd = x.to(kGpu);
+  double s = 0, mx = -1e300;
+  for (double e : xf) s += e, mx = std::max(mx, e);
+  double var = 0;
+  for (double e : xf) var += (e - s / double(n)) * (e - s / double(n));
+  var /= double(n - 1);
+  EXPECT_NEAR(sum(xd).item<double>(), s, 1e-4 * std::abs(s) + 1e-2);
+  EXPECT_NEAR(mean(xd).item<double>(), s / double(n), 1e-5);
+  EXPECT_NEAR(kiln::var(xd).item<double>(), var, 1e-4 * var);
+  EXPECT_EQ(amax(xd).item<double>(), mx);
+  // argmax: the first of the tied maxima
+  int64_t first = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (xf[size_t(i)] == mx) { first = i; break; }
+  EXPECT_EQ(argmax(xd).item<int64_t>(), first);
+
+  // Columns: max over dim 0 of [R, C] with its indices, and sum over dim 0.
+  const int64_t R = 3001, C = 67;
+  Tensor m = tensor(iota_values(R * C, 0.21, -9), {R, C}).to(DType::Float32);
+  const auto mf = m.to(DType::Float64).to_vector<double>();
+  auto [vals, idx] = max(m.to(kGpu), 0);
+  const auto gv = vals.cpu().to(DType::Float64).to_vector<double>();
+  const auto gi = idx.cpu().to_vector<int64_t>();
+  const auto cs = sum(m.to(kGpu), {0}).cpu().to(DType::Float64).to_vector<double>();
+  for (int64_t j = 0; j < C; ++j) {
+    double best = -1e300, col = 0;
+    int64_t bi = -1;
+    for (int64_t i = 0; i < R; ++i) {
+      const double e = mf[size_t(i * C + j)];
+      col += e;
+      if (e > best) best = e, bi = i;
+    }
+    ASSERT_EQ(gv[size_t(j)], best) << j;
+    ASSERT_EQ(gi[size_t(j)], bi) << j;
+    ASSERT_NEAR(cs[size_t(j)], col, 1e-4 * std::abs(col) + 1e-3) << j;
+  }
+}
+
+TEST(Cuda, SoftmaxRowsAndColumnsMatchNaiveLoops) {
+  REQUIRE_CUDA();
+  for (int64_t n : {7, 5000}) {
+    const int64_t rows = 5;
+    Tensor x = tensor(iota_values(rows * n, 0.05, -2), {rows, n}).to(DType::Float32);
+    const auto xf = x.to(DType::Float64).to_vector<double>();
+    const auto got = softmax(x.to(kGpu), 1).cpu().to(DType::Float64).to_vector<double>();
+    const auto got_log = log_softmax(x.to(kGpu), 1).cpu().to(DType::Float64).to_vector<double>();
+    const auto got_col = softmax(x.to(kGpu), 0).cpu().to(DType::Float64).to_vector<double>();
+    for (int64_t r = 0; r < rows; ++r) {
+      double m = -1e300, s = 0;
+      for (int64_t k = 0; k < n; ++k) m = std::max(m, xf[size_t(r * n + k)]);
+      for (int64_t k = 0; k < n; ++k) s += std::exp(xf[size_t(r * n + k)] - m);
+      for (int64_t k = 0; k < n; ++k) {
+        const double e = xf[size_t(r * n + k)];
+        ASSERT_NEAR(got[size_t(r * n + k)], std::exp(e - m) / s, 1e-6);
+        ASSERT_NEAR(got_log[size_t(r * n + k)], e - m - std::log(s), 1e-4);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      double s = 0;
+      for (int64_t r = 0; r < rows; ++r) s += std::exp(xf[size_t(r * n + k)]);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_NEAR(got_col[size_t(r * n + k)], std::exp(xf[size_t(r * n + k)]) / s, 1e-6);
+    }
+  }
+}
+
+TEST(Cuda, MatmulBatchedAndTransposedMatchNaiveLoops) {
+  REQUIRE_CUDA();
+  const int64_t B = 3, M = 70, K = 50, N = 40;
+  for (DType dt : {DType::Float32, DType::Float64, DType::BFloat16, DType::Float16}) {
+    const double tol = dt == DType::Float64 ? 1e-10 : dt == DType::Float32 ? 1e-3 : 0.1;
+    Tensor a = tensor(iota_values(B * M * K, 0.02, -0.9), {B, M, K}).to(dt);
+    Tensor bt = tensor(iota_values(N * K, 0.03, -1.3), {N, K}).to(dt);  // b = bt^T: a transposed operand
+    const auto af = a.to(DType::Float64).to_vector<double>(), bf = bt.to(DType::Float64).to_vector<double>();
+    const auto got = matmul(a.to(kGpu), bt.to(kGpu).t()).cpu().to(DType::Float64).to_vector<double>();
+    ASSERT_EQ(got.size(), size_t(B * M * N));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k) s += af[size_t((b * M + i) * K + k)] * bf[size_t(j * K + k)];
+          ASSERT_NEAR(got[size_t((b * M + i) * N + j)], s, tol * (1 + std::abs(s))) << dtype_name(dt);
+        }
+  }
+}
