@@ -42,7 +42,7 @@ if [ $rc -ne 0 ]; then
 fi
 
 t0=$(date +%s)
-ctest --test-dir "$B" -j 8 --output-on-failure --timeout 300 >"$OUT/ctest.log" 2>&1
+ctest --test-dir "$B" -j "$(nproc)" --output-on-failure --timeout 300 >"$OUT/ctest.log" 2>&1
 status "ctest" "rc=$? $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) in $(( $(date +%s) - t0 ))s"
 grep -E "^\s*[0-9]+ - .*(Failed|Timeout|Exception)" "$OUT/ctest.log" | head -40
 for t in "$B"/tests/test_cuda "$B"/tests/test_ops; do
