@@ -21,7 +21,12 @@ __device__ __forceinline__ V unary_value(V x, const ClampParams& c) {
   if constexpr (Op == OpId::Neg) return V(-x);
   else if constexpr (Op == OpId::Abs) return x < V(0) ? V(-x) : x;
   else if constexpr (Op == OpId::Sign) return V((V(0) < x) - (x < V(0)));
-  else if constexpr (Op == OpId::Relu) return x > V(0) ? x : V(0);
+  else if constexpr (Op == OpId::Relu) {
+    if constexpr (std::is_floating_point_v<V>) {
+      if (x != x) return x;  // NaN propagates, as in PyTorch
+    }
+    return x > V(0) ? x : V(0);
+  }
   else if constexpr (Op == OpId::LogicalNot) return V(!x);
   else if constexpr (Op == OpId::Clamp) {
     if (c.has_min && x < V(c.min)) x = V(c.min);
