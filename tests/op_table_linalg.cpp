@@ -168,6 +168,124 @@ OpInfo conv_entry(const std::string& name, std::vector<std::vector<Shape>> shape
   };
 }
 
+
+// ---------------------------------------------------------------- pools
+
+struct PoolParams {
+  Pair k{2, 2}, s{2, 2}, p{0, 0}, d{1, 1};
+  bool ceil = false, include_pad = true;
+};
+
+int64_t ref_pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil) {
+  const double span = double(in + 2 * p - d * (k - 1) - 1) / double(s);
+  int64_t o = int64_t(ceil ? std::ceil(span) : std::floor(span)) + 1;
+  if (ceil && (o - 1) * s >= in + p) --o;
+  return o;
+}
+
+// values (want_indices = false) or int64 flat indices of each window's first maximum
+Tensor ref_max_pool2d(const Tensor& x, const PoolParams& q, bool want_indices) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t oh = ref_pool_out(h, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
+  const int64_t ow = ref_pool_out(w, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
+  Tensor y = ref_empty({n, c, oh, ow}), idx = ref_empty({n, c, oh, ow}, DType::Int64);
+  const double* px = ref_data(x);
+  for (int64_t pl = 0; pl < n * c; ++pl)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        double best = -std::numeric_limits<double>::infinity();
+        int64_t arg = -1;
+        for (int64_t u = 0; u < q.k[0]; ++u)
+          for (int64_t v = 0; v < q.k[1]; ++v) {
+            const int64_t r = i * q.s[0] - q.p[0] + u * q.d[0], cc = j * q.s[1] - q.p[1] + v * q.d[1];
+            if (r < 0 || r >= h || cc < 0 || cc >= w) continue;
+            const double val = px[pl * h * w + r * w + cc];
+            if (arg < 0 || val > best) best = val, arg = r * w + cc;
+          }
+        y.data<double>()[(pl * oh + i) * ow + j] = best;
+        idx.data<int64_t>()[(pl * oh + i) * ow + j] = arg;
+      }
+  return want_indices ? idx : y;
+}
+
+Tensor ref_avg_pool2d(const Tensor& x, const PoolParams& q) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t oh = ref_pool_out(h, q.k[0], q.s[0], q.p[0], 1, q.ceil), ow = ref_pool_out(w, q.k[1], q.s[1], q.p[1], 1, q.ceil);
+  Tensor y = ref_empty({n, c, oh, ow});
+  const double* px = ref_data(x);
+  for (int64_t pl = 0; pl < n * c; ++pl)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t r0 = i * q.s[0] - q.p[0], c0 = j * q.s[1] - q.p[1];
+        const int64_t r1 = std::min(r0 + q.k[0], h + q.p[0]), c1 = std::min(c0 + q.k[1], w + q.p[1]);
+        double s = 0;
+        int64_t inside = 0;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t cc = c0; cc < c1; ++cc)
+            if (r >= 0 && r < h && cc >= 0 && cc < w) s += px[pl * h * w + r * w + cc], ++inside;
+        y.data<double>()[(pl * oh + i) * ow + j] = s / double(q.include_pad ? (r1 - r0) * (c1 - c0) : inside);
+      }
+  return y;
+}
+
+Tensor ref_adaptive_avg_pool2d(const Tensor& x, int64_t oh, int64_t ow) {
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  Tensor y = ref_empty({n, c, oh, ow});
+  const double* px = ref_data(x);
+  for (int64_t pl = 0; pl < n * c; ++pl)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t r0 = int64_t(std::floor(double(i * h) / double(oh))), r1 = int64_t(std::ceil(double((i + 1) * h) / double(oh)));
+        const int64_t c0 = int64_t(std::floor(double(j * w) / double(ow))), c1 = int64_t(std::ceil(double((j + 1) * w) / double(ow)));
+        double s = 0;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t cc = c0; cc < c1; ++cc) s += px[pl * h * w + r * w + cc];
+        y.data<double>()[(pl * oh + i) * ow + j] = s / double((r1 - r0) * (c1 - c0));
+      }
+  return y;
+}
+
+Tolerance pool_tol(DType t) {
+  switch (t) {
+    case DType::Float32: return {1e-5, 1e-5};
+    case DType::Float16: return {2e-3, 2e-3};
+    case DType::BFloat16: return {1e-2, 2e-2};
+    default: return {1e-10, 1e-10};
+  }
+}
+
+std::function<std::vector<OpSample>(Layout, Generator&)> pool_samples(std::vector<std::vector<Shape>> shapes) {
+  return [shapes](Layout l, Generator& g) {
+    if (l == Layout::Broadcast) return std::vector<OpSample>{};
+    return samples_of(g, shapes);
+  };
+}
+
+OpInfo max_pool_entry(const std::string& name, std::vector<std::vector<Shape>> shapes, PoolParams q, bool indices) {
+  OpInfo o{
+      .name = name,
+      .samples = pool_samples(shapes),
+      .op = [q, indices](const std::vector<Tensor>& in) {
+        if (indices) return max_pool2d_with_indices(in[0], q.k, q.s, q.p, q.d, q.ceil).second;
+        return max_pool2d(in[0], q.k, q.s, q.p, q.d, q.ceil);
+      },
+      .reference = [q, indices](const std::vector<Tensor>& in) { return ref_max_pool2d(in[0], q, indices); },
+      .tolerance = pool_tol,
+  };
+  o.output_keeps_integer_dtype = indices;
+  return o;
+}
+
+OpInfo avg_pool_entry(const std::string& name, std::vector<std::vector<Shape>> shapes, PoolParams q) {
+  return OpInfo{
+      .name = name,
+      .samples = pool_samples(shapes),
+      .op = [q](const std::vector<Tensor>& in) { return avg_pool2d(in[0], q.k, q.s, q.p, q.ceil, q.include_pad); },
+      .reference = [q](const std::vector<Tensor>& in) { return ref_avg_pool2d(in[0], q); },
+      .tolerance = pool_tol,
+  };
+}
+
 const DTypeSet kMatmulDTypes = kFloatingDTypes | dtypes({DType::Int32, DType::Int64});
 
 std::vector<OpInfo> linalg_ops() {
@@ -264,6 +382,25 @@ std::vector<OpInfo> linalg_ops() {
                            ConvParams{{2, 2}, {1, 1}, {1, 1}, 1, {1, 0}}, true));
   ops.push_back(conv_entry("conv_transpose2d_groups_dilation", {{{1, 4, 3, 4}, {4, 3, 2, 3}, {6}}},
                            ConvParams{{3, 2}, {0, 1}, {1, 2}, 2, {2, 1}}, true));
+  ops.push_back(max_pool_entry("max_pool2d", {{{2, 3, 6, 6}}, {{1, 2, 5, 7}}}, PoolParams{{2, 2}, {2, 2}}, false));
+  ops.push_back(max_pool_entry("max_pool2d_padding_ceil", {{{2, 3, 6, 6}}, {{1, 2, 7, 5}}},
+                               PoolParams{{3, 3}, {2, 2}, {1, 1}, {1, 1}, true}, false));
+  ops.push_back(max_pool_entry("max_pool2d_dilation", {{{1, 2, 9, 8}}}, PoolParams{{3, 2}, {1, 2}, {1, 1}, {2, 1}, true},
+                               false));
+  ops.push_back(max_pool_entry("max_pool2d_indices", {{{2, 3, 6, 6}}, {{1, 2, 9, 8}}},
+                               PoolParams{{3, 2}, {2, 1}, {1, 1}, {1, 2}, true}, true));
+  ops.push_back(avg_pool_entry("avg_pool2d", {{{2, 3, 6, 6}}, {{1, 2, 5, 7}}}, PoolParams{{2, 2}, {2, 2}}));
+  ops.push_back(avg_pool_entry("avg_pool2d_ceil_include_pad", {{{2, 3, 6, 6}}, {{1, 2, 7, 5}}},
+                               PoolParams{{3, 3}, {2, 2}, {1, 1}, {1, 1}, true, true}));
+  ops.push_back(avg_pool_entry("avg_pool2d_exclude_pad", {{{2, 3, 6, 6}}, {{1, 2, 7, 5}}},
+                               PoolParams{{3, 2}, {2, 1}, {1, 1}, {1, 1}, true, false}));
+  ops.push_back(OpInfo{
+      .name = "adaptive_avg_pool2d",
+      .samples = pool_samples({{{2, 3, 7, 5}}, {{1, 2, 6, 6}}, {{1, 1, 3, 2}}}),
+      .op = [](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(in[0], {3, 2}); },
+      .reference = [](const std::vector<Tensor>& in) { return ref_adaptive_avg_pool2d(in[0], 3, 2); },
+      .tolerance = pool_tol,
+  });
   return ops;
 }
 

@@ -253,3 +253,214 @@ TEST(ConvErrors, EveryPathNamesOpAndLeavesInputs) {
   EXPECT_EQ(values(x), vx);
   EXPECT_EQ(values(w), vw);
 }
+
+// ------------------------------------------------------------------ pools
+
+namespace {
+
+struct PoolCase {
+  int64_t n, c, h, w;
+  Pair k, s, p, d;
+  bool ceil;
+};
+
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil) {
+  const double span = double(in + 2 * p - d * (k - 1) - 1) / double(s);
+  int64_t o = int64_t(ceil ? std::ceil(span) : std::floor(span)) + 1;
+  if (ceil && (o - 1) * s >= in + p) --o;  // the last window must start inside the input or left padding
+  return o;
+}
+
+// max over each window's in-input positions; first maximum wins; index = h * W + w
+void ref_max_pool(const PoolCase& q, const std::vector<double>& x, int64_t oh, int64_t ow, std::vector<double>& y,
+                  std::vector<int64_t>& idx) {
+  y.assign(size_t(q.n * q.c * oh * ow), 0);
+  idx.assign(y.size(), -1);
+  for (int64_t pl = 0; pl < q.n * q.c; ++pl)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        double best = -INFINITY;
+        int64_t arg = -1;
+        for (int64_t u = 0; u < q.k[0]; ++u)
+          for (int64_t v = 0; v < q.k[1]; ++v) {
+            const int64_t r = i * q.s[0] - q.p[0] + u * q.d[0], c = j * q.s[1] - q.p[1] + v * q.d[1];
+            if (r < 0 || r >= q.h || c < 0 || c >= q.w) continue;
+            const double val = x[size_t(pl * q.h * q.w + r * q.w + c)];
+            if (arg < 0 || val > best) best = val, arg = r * q.w + c;
+          }
+        y[size_t((pl * oh + i) * ow + j)] = best;
+        idx[size_t((pl * oh + i) * ow + j)] = arg;
+      }
+}
+
+// PyTorch's average: window clipped to the padded input for the divisor (count_include_pad),
+// to the input for the sum and for the divisor otherwise
+std::vector<double> ref_avg_pool(const PoolCase& q, const std::vector<double>& x, int64_t oh, int64_t ow, bool incl) {
+  std::vector<double> y(size_t(q.n * q.c * oh * ow));
+  for (int64_t pl = 0; pl < q.n * q.c; ++pl)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t r0 = i * q.s[0] - q.p[0], c0 = j * q.s[1] - q.p[1];
+        const int64_t r1 = std::min(r0 + q.k[0], q.h + q.p[0]), c1 = std::min(c0 + q.k[1], q.w + q.p[1]);
+        double s = 0;
+        int64_t inside = 0;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c)
+            if (r >= 0 && r < q.h && c >= 0 && c < q.w) s += x[size_t(pl * q.h * q.w + r * q.w + c)], ++inside;
+        y[size_t((pl * oh + i) * ow + j)] = s / double(incl ? (r1 - r0) * (c1 - c0) : inside);
+      }
+  return y;
+}
+
+const std::vector<PoolCase> kPoolCases = {
+    {2, 3, 6, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true},   // ceil: the last window passes the padding
+    {2, 3, 6, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false},
+    {1, 2, 7, 9, {2, 3}, {2, 1}, {0, 1}, {1, 1}, false},
+    {1, 2, 9, 8, {3, 2}, {1, 2}, {1, 1}, {2, 1}, true},   // dilation (max only)
+    {1, 1, 5, 5, {2, 2}, {2, 2}, {0, 0}, {1, 1}, true},
+};
+
+}  // namespace
+
+TEST(MaxPool2d, ValuesAndIndicesMatchDefinition) {
+  for (DType dt : {DType::Float64, DType::Float32, DType::BFloat16, DType::Float16}) {
+    for (const PoolCase& q : kPoolCases) {
+      Tensor x = rnd({q.n, q.c, q.h, q.w}, dt);
+      const int64_t oh = pool_out(q.h, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
+      const int64_t ow = pool_out(q.w, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
+      std::vector<double> ry;
+      std::vector<int64_t> ridx;
+      ref_max_pool(q, values(x), oh, ow, ry, ridx);
+      auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil);
+      ASSERT_EQ(y.shape(), (Shape{q.n, q.c, oh, ow}));
+      EXPECT_EQ(idx.dtype(), DType::Int64);
+      expect_near(values(y), ry, 0, "max_pool2d values");
+      EXPECT_EQ(idx.to_vector<int64_t>(), ridx);
+      expect_near(values(max_pool2d(x, q.k, q.s, q.p, q.d, q.ceil)), ry, 0, "max_pool2d (oneDNN path)");
+
+      // backward: each grad goes to its window's argmax (summed where windows share one)
+      Tensor gy = rnd(y.shape(), dt);
+      const auto vgy = values(gy);
+      std::vector<double> want(size_t(q.n * q.c * q.h * q.w), 0.0);
+      for (int64_t pl = 0; pl < q.n * q.c; ++pl)
+        for (int64_t o = 0; o < oh * ow; ++o)
+          want[size_t(pl * q.h * q.w + ridx[size_t(pl * oh * ow + o)])] += vgy[size_t(pl * oh * ow + o)];
+      Tensor gx = max_pool2d_backward(gy, idx, x.shape());
+      ASSERT_EQ(gx.shape(), x.shape());
+      expect_near(values(gx), want, dt == DType::Float64 ? 1e-12 : 2e-2, "max_pool2d_backward");
+    }
+  }
+}
+
+TEST(MaxPool2d, DefaultStrideUnbatchedAndNaN) {
+  Tensor x = rnd({2, 4, 4});
+  Tensor y = max_pool2d(x, {2, 2});  // stride = kernel
+  ASSERT_EQ(y.shape(), (Shape{2, 2, 2}));
+  const auto vx = values(x), vy = values(y);
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < 2; ++j) {
+        double m = -INFINITY;
+        for (int64_t u = 0; u < 2; ++u)
+          for (int64_t v = 0; v < 2; ++v) m = std::max(m, vx[size_t(c * 16 + (2 * i + u) * 4 + 2 * j + v)]);
+        EXPECT_EQ(vy[size_t(c * 4 + i * 2 + j)], m);
+      }
+  Tensor n = tensor<double>({1, std::nan(""), 3, 4}, {1, 1, 2, 2});
+  auto [ny, ni] = max_pool2d_with_indices(n, {2, 2});
+  EXPECT_TRUE(std::isnan(ny.item<double>()));  // NaN propagates, as in PyTorch
+  EXPECT_EQ(ni.item<int64_t>(), 1);
+}
+
+TEST(AvgPool2d, MatchesDefinitionWithCeilAndPadding) {
+  for (DType dt : {DType::Float64, DType::Float32, DType::BFloat16}) {
+    for (const PoolCase& q0 : kPoolCases) {
+      PoolCase q = q0;
+      q.d = {1, 1};
+      for (bool incl : {true, false}) {
+        Tensor x = rnd({q.n, q.c, q.h, q.w}, dt);
+        const int64_t oh = pool_out(q.h, q.k[0], q.s[0], q.p[0], 1, q.ceil);
+        const int64_t ow = pool_out(q.w, q.k[1], q.s[1], q.p[1], 1, q.ceil);
+        Tensor y = avg_pool2d(x, q.k, q.s, q.p, q.ceil, incl);
+        ASSERT_EQ(y.shape(), (Shape{q.n, q.c, oh, ow}));
+        const double tol = dt == DType::Float64 ? 1e-12 : dt == DType::Float32 ? 1e-6 : 1e-2;
+        expect_near(values(y), ref_avg_pool(q, values(x), oh, ow, incl), tol, "avg_pool2d");
+        // backward is the adjoint: <avg(x), gy> = <x, avg_backward(gy)>
+        if (dt == DType::Float64) {
+          Tensor gy = rnd(y.shape());
+          Tensor gx = avg_pool2d_backward(gy, x.shape(), q.k, q.s, q.p, q.ceil, incl);
+          ASSERT_EQ(gx.shape(), x.shape());
+          const double lhs = dot(ref_avg_pool(q, values(x), oh, ow, incl), values(gy));
+          EXPECT_NEAR(dot(values(x), values(gx)), lhs, 1e-10);
+          // and elementwise on a basis vector: d avg / d x[0] per output
+          Tensor e = zeros(x.shape(), DType::Float64);
+          e.view({-1}).narrow(0, 0, 1).fill_(1.0);
+          const auto col = ref_avg_pool(q, values(e), oh, ow, incl);  // column 0 of the operator
+          EXPECT_NEAR(values(gx)[0], dot(col, values(gy)), 1e-12);
+        }
+      }
+    }
+  }
+}
+
+TEST(AdaptiveAvgPool2d, NonDivisibleSizes) {
+  for (DType dt : {DType::Float64, DType::Float32, DType::BFloat16}) {
+    for (auto [h, w, oh, ow] : std::vector<std::array<int64_t, 4>>{{7, 5, 3, 2}, {6, 6, 3, 3}, {5, 4, 1, 1}, {3, 4, 5, 6}}) {
+      Tensor x = rnd({2, 3, h, w}, dt);
+      Tensor y = adaptive_avg_pool2d(x, {oh, ow});
+      ASSERT_EQ(y.shape(), (Shape{2, 3, oh, ow}));
+      const auto vx = values(x);
+      std::vector<double> want(size_t(6 * oh * ow));
+      for (int64_t pl = 0; pl < 6; ++pl)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            const int64_t r0 = int64_t(std::floor(double(i * h) / double(oh))), r1 = int64_t(std::ceil(double((i + 1) * h) / double(oh)));
+            const int64_t c0 = int64_t(std::floor(double(j * w) / double(ow))), c1 = int64_t(std::ceil(double((j + 1) * w) / double(ow)));
+            double s = 0;
+            for (int64_t r = r0; r < r1; ++r)
+              for (int64_t c = c0; c < c1; ++c) s += vx[size_t(pl * h * w + r * w + c)];
+            want[size_t((pl * oh + i) * ow + j)] = s / double((r1 - r0) * (c1 - c0));
+          }
+      expect_near(values(y), want, dt == DType::Float64 ? 1e-12 : dt == DType::Float32 ? 1e-6 : 1e-2, "adaptive");
+      if (dt == DType::Float64) {
+        Tensor gy = rnd(y.shape());
+        Tensor gx = adaptive_avg_pool2d_backward(gy, x.shape());
+        EXPECT_NEAR(dot(values(x), values(gx)), dot(want, values(gy)), 1e-10);
+      }
+    }
+  }
+  EXPECT_EQ(adaptive_avg_pool2d(rnd({3, 5, 5}), {2, 2}).shape(), (Shape{3, 2, 2}));
+}
+
+TEST(PoolErrors, EveryPathNamesOpAndLeavesInputs) {
+  Tensor x = rnd({1, 2, 6, 6}, DType::Float32);
+  const auto vx = values(x);
+  expect_error([&] { max_pool2d(rnd({6, 6}, DType::Float32), {2, 2}); }, "max_pool2d", "4-d input");
+  expect_error([&] { max_pool2d(x, {0, 2}); }, "max_pool2d", "kernel");
+  expect_error([&] { max_pool2d(x, {2, 2}, {-1, 1}); }, "max_pool2d", "stride");
+  expect_error([&] { max_pool2d(x, {2, 2}, {0, 1}); }, "max_pool2d", "stride");
+  expect_error([&] { max_pool2d(x, {2, 2}, {1, 1}, {-1, 0}); }, "max_pool2d", "padding");
+  expect_error([&] { max_pool2d(x, {2, 2}, {1, 1}, {2, 0}); }, "max_pool2d", "half of the kernel");
+  expect_error([&] { max_pool2d(x, {2, 2}, {1, 1}, {0, 0}, {0, 1}); }, "max_pool2d", "dilation");
+  expect_error([&] { max_pool2d(x, {7, 2}); }, "max_pool2d", "too small");
+  expect_error([&] { max_pool2d(x, {3, 3}, {1, 1}, {0, 0}, {3, 3}); }, "max_pool2d", "too small");
+  expect_error([&] { max_pool2d(x.to(DType::Int64), {2, 2}); }, "max_pool2d", "floating");
+  expect_error([&] { max_pool2d_with_indices(x, {2, 2}, {1, 1}, {3, 3}); }, "max_pool2d_with_indices", "half");
+  expect_error([&] { avg_pool2d(x, {3, 3}, {1, 1}, {2, 2}); }, "avg_pool2d", "half of the kernel");
+  expect_error([&] { avg_pool2d(x, {2, 2}, {0, -2}); }, "avg_pool2d", "stride");
+  expect_error([&] { avg_pool2d(rnd({2, 3}, DType::Float32), {2, 2}); }, "avg_pool2d", "4-d input");
+  expect_error([&] { avg_pool2d(x, {8, 8}); }, "avg_pool2d", "too small");
+  expect_error([&] { adaptive_avg_pool2d(x, {-1, 2}); }, "adaptive_avg_pool2d", "non-negative");
+  expect_error([&] { adaptive_avg_pool2d(rnd({6}, DType::Float32), {2, 2}); }, "adaptive_avg_pool2d", "4-d input");
+  expect_error([&] { adaptive_avg_pool2d(rnd({1, 2, 0, 3}, DType::Float32), {2, 2}); }, "adaptive_avg_pool2d", "non-empty");
+
+  auto [y, idx] = max_pool2d_with_indices(x, {2, 2});
+  expect_error([&] { max_pool2d_backward(y, idx.to(DType::Int32), x.shape()); }, "max_pool2d_backward", "int64");
+  expect_error([&] { max_pool2d_backward(y, idx.narrow(3, 0, 2), x.shape()); }, "max_pool2d_backward", "indices");
+  expect_error([&] { max_pool2d_backward(y, idx, {1, 3, 6, 6}); }, "max_pool2d_backward", "does not match");
+  expect_error([&] { avg_pool2d_backward(y, x.shape(), {3, 3}); }, "avg_pool2d_backward", "does not match");
+  expect_error([&] { avg_pool2d_backward(y, {6, 6}, {2, 2}); }, "avg_pool2d_backward", "3-d or 4-d");
+  expect_error([&] { adaptive_avg_pool2d_backward(y, {1, 2, 6}); }, "adaptive_avg_pool2d_backward", "does not match");
+  expect_error([&] { adaptive_avg_pool2d_backward(y, {6, 6}); }, "adaptive_avg_pool2d_backward", "3-d or 4-d");
+  expect_error([&] { adaptive_avg_pool2d_backward(y.to(DType::Int64), x.shape()); }, "adaptive_avg_pool2d_backward", "floating");
+  EXPECT_EQ(values(x), vx);
+}

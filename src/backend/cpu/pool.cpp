@@ -1,8 +1,304 @@
-// CPU kernels: max/avg/adaptive-avg pool2d forward and backward.
+// CPU kernels: max/avg/adaptive-avg pool2d forward and backward (NCHW contiguous).
+// max_pool2d without indices and avg_pool2d (where oneDNN's divisor rule is PyTorch's)
+// run oneDNN pooling for float32/bfloat16; the rest are OpenMP loops over (n, c) planes,
+// which is where pooling's memory-bound work splits without write conflicts.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kiln/op_attrs.h"
+#include "src/backend/cpu/dnnl_utils.h"
 #include "src/backend/cpu/linalg_family.h"
+#include "src/backend/cpu/parallel.h"
 
 namespace kiln::cpu {
 
-void register_pool_kernels(KernelRegistry& r) { (void)r; }
+namespace {
+namespace du = dnnl_utils;
+using dims = dnnl::memory::dims;
+
+struct PoolGeom {
+  int64_t planes, h, w, oh, ow;
+};
+PoolGeom pool_geom(const Tensor& x, const Tensor& y) {
+  return {x.shape()[0] * x.shape()[1], x.shape()[2], x.shape()[3], y.shape()[2], y.shape()[3]};
+}
+
+// Bottom/right padding that makes oneDNN's size rule give PyTorch's output size (ceil_mode included).
+int64_t pad_r(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (out - 1) * s + (k - 1) * d + 1 - in - p;
+}
+
+// ------------------------------------------------------------------ oneDNN forward
+
+struct PoolPrimitive {
+  std::optional<dnnl::pooling_v2_forward> prim;
+  dnnl::memory::desc scratchpad;
+};
+
+bool pool_dnnl(dnnl::algorithm alg, const Tensor& x, const Tensor& y, const Pool2dAttrs& a) {
+  const auto dt = du::dnnl_type(x.dtype());
+  if (!dt || x.dtype() == DType::Float16) return false;
+  const dims xd = du::to_dims(x.shape()), yd = du::to_dims(y.shape());
+  const dims pr{pad_r(xd[2], yd[2], a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]),
+                pad_r(xd[3], yd[3], a.kernel[1], a.stride[1], a.padding[1], a.dilation[1])};
+  du::KeyBuilder key;
+  key << "pool" << int(alg) << int(*dt) << xd << yd << a.kernel[0] << a.kernel[1] << a.stride[0] << a.stride[1]
+      << a.padding[0] << a.padding[1] << a.dilation[0] << a.dilation[1];
+  const dnnl::memory::desc xmd(xd, *dt, dnnl::memory::format_tag::nchw), ymd(yd, *dt, dnnl::memory::format_tag::nchw);
+  auto entry = du::primitive_cache().get<PoolPrimitive>(key.str(), [&] {
+    PoolPrimitive p;
+    try {
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      dnnl::pooling_v2_forward::primitive_desc pd(
+          dnnl::pooling_v2_forward::desc(dnnl::prop_kind::forward_inference, alg, xmd, ymd, {a.stride[0], a.stride[1]},
+                                         {a.kernel[0], a.kernel[1]}, {a.dilation[0] - 1, a.dilation[1] - 1},
+                                         {a.padding[0], a.padding[1]}, pr),
+          attr, du::engine());
+      p.scratchpad = pd.scratchpad_desc();
+      p.prim.emplace(pd);
+    } catch (const dnnl::error&) {
+    }
+    return p;
+  });
+  if (!entry->prim) return false;
+  thread_local std::vector<char> scratch;
+  if (scratch.size() < entry->scratchpad.get_size()) scratch.resize(entry->scratchpad.get_size());
+  entry->prim->execute(du::stream(), {{DNNL_ARG_SRC, du::wrap(xmd, x)},
+                                      {DNNL_ARG_DST, du::wrap(ymd, y)},
+                                      {DNNL_ARG_SCRATCHPAD, dnnl::memory(entry->scratchpad, du::engine(), scratch.data())}});
+  du::stream().wait();
+  return true;
+}
+
+// ------------------------------------------------------------------ max pool
+
+// NaN wins, as in PyTorch; padding never does (positions outside the input are skipped).
+template <typename T>
+void max_pool_loops(const Tensor& x, const Tensor& y, int64_t* idx, const Pool2dAttrs& a) {
+  const PoolGeom g = pool_geom(x, y);
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = px + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        double best = -std::numeric_limits<double>::infinity();
+        int64_t arg = -1;
+        for (int64_t u = 0; u < a.kernel[0]; ++u) {
+          const int64_t ih = i * a.stride[0] - a.padding[0] + u * a.dilation[0];
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t v = 0; v < a.kernel[1]; ++v) {
+            const int64_t iw = j * a.stride[1] - a.padding[1] + v * a.dilation[1];
+            if (iw < 0 || iw >= g.w) continue;
+            const double val = double(in[ih * g.w + iw]);
+            if (arg < 0 || val > best || std::isnan(val)) {
+              best = val;
+              arg = ih * g.w + iw;
+              if (std::isnan(val)) break;
+            }
+          }
+          if (std::isnan(best)) break;
+        }
+        const int64_t o = pl * g.oh * g.ow + i * g.ow + j;
+        py[o] = arg < 0 ? T(-std::numeric_limits<float>::infinity()) : in[arg];
+        if (idx) idx[o] = arg;
+      }
+  }
+}
+
+// in: x; outs: y, (indices)
+void max_pool2d_kernel(const KernelArgs& args) {
+  const auto& a = args.attr<Pool2dAttrs>();
+  const Tensor &x = args.inputs[0], &y = args.outputs[0];
+  const bool with_indices = args.outputs.size() > 1;
+  if (!with_indices && pool_dnnl(dnnl::algorithm::pooling_max, x, y, a)) return;
+  int64_t* idx = with_indices ? args.outputs[1].data<int64_t>() : nullptr;
+  KILN_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&]<typename T>() { max_pool_loops<T>(x, y, idx, a); });
+}
+
+template <typename T>
+void max_pool_backward_loops(const Tensor& gy, const Tensor& idx, const Tensor& gx) {
+  const PoolGeom g = pool_geom(gx, gy);
+  const T* pgy = gy.data<T>();
+  const int64_t* pi = idx.data<int64_t>();
+  T* pgx = gx.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::vector<double> acc(size_t(g.h * g.w), 0.0);
+    for (int64_t o = pl * g.oh * g.ow; o < (pl + 1) * g.oh * g.ow; ++o)
+      if (pi[o] >= 0) acc[size_t(pi[o])] += double(pgy[o]);
+    T* out = pgx + pl * g.h * g.w;
+    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
+  }
+}
+
+// in: grad_y, indices; out: grad_x
+void max_pool2d_backward_kernel(const KernelArgs& args) {
+  const Tensor &gy = args.inputs[0], &idx = args.inputs[1], &gx = args.outputs[0];
+  KILN_DISPATCH_FLOATING(gy.dtype(), "max_pool2d_backward",
+                         [&]<typename T>() { max_pool_backward_loops<T>(gy, idx, gx); });
+}
+
+// ------------------------------------------------------------------ avg pool
+
+// PyTorch's window: clipped to the padded input for the divisor when counting padding,
+// to the input itself otherwise; divisor_override replaces both.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;  // the input rows/cols summed
+  double divisor;
+};
+AvgWindow avg_window(int64_t i, int64_t j, int64_t h, int64_t w, const Pool2dAttrs& a) {
+  int64_t h0 = i * a.stride[0] - a.padding[0], w0 = j * a.stride[1] - a.padding[1];
+  int64_t h1 = std::min(h0 + a.kernel[0], h + a.padding[0]), w1 = std::min(w0 + a.kernel[1], w + a.padding[1]);
+  const int64_t padded_area = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0);
+  w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, h);
+  w1 = std::min(w1, w);
+  double div = a.count_include_pad ? double(padded_area) : double((h1 - h0) * (w1 - w0));
+  if (a.divisor_override) div = double(a.divisor_override);
+  return {h0, h1, w0, w1, div};
+}
+
+template <typename T>
+void avg_pool_loops(const Tensor& x, const Tensor& y, const Pool2dAttrs& a) {
+  const PoolGeom g = pool_geom(x, y);
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = px + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const AvgWindow win = avg_window(i, j, g.h, g.w, a);
+        double s = 0;
+        for (int64_t r = win.h0; r < win.h1; ++r)
+          for (int64_t c = win.w0; c < win.w1; ++c) s += double(in[r * g.w + c]);
+        py[pl * g.oh * g.ow + i * g.ow + j] = T(s / win.divisor);
+      }
+  }
+}
+
+// oneDNN counts every position past the input as padding; PyTorch's count_include_pad
+// counts only the declared padding, so the two agree unless ceil_mode adds more.
+bool avg_matches_dnnl(const Tensor& x, const Tensor& y, const Pool2dAttrs& a) {
+  if (a.divisor_override) return false;
+  if (!a.count_include_pad) return true;
+  for (size_t i = 0; i < 2; ++i)
+    if (pad_r(x.shape()[i + 2], y.shape()[i + 2], a.kernel[i], a.stride[i], a.padding[i], 1) > a.padding[i])
+      return false;
+  return true;
+}
+
+// in: x; out: y
+void avg_pool2d_kernel(const KernelArgs& args) {
+  const auto& a = args.attr<Pool2dAttrs>();
+  const Tensor &x = args.inputs[0], &y = args.outputs[0];
+  const auto alg = a.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
+                                       : dnnl::algorithm::pooling_avg_exclude_padding;
+  if (avg_matches_dnnl(x, y, a) && pool_dnnl(alg, x, y, a)) return;
+  KILN_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&]<typename T>() { avg_pool_loops<T>(x, y, a); });
+}
+
+template <typename T>
+void avg_pool_backward_loops(const Tensor& gy, const Tensor& gx, const Pool2dAttrs& a) {
+  const PoolGeom g = pool_geom(gx, gy);
+  const T* pgy = gy.data<T>();
+  T* pgx = gx.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::vector<double> acc(size_t(g.h * g.w), 0.0);
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const AvgWindow win = avg_window(i, j, g.h, g.w, a);
+        const double v = double(pgy[pl * g.oh * g.ow + i * g.ow + j]) / win.divisor;
+        for (int64_t r = win.h0; r < win.h1; ++r)
+          for (int64_t c = win.w0; c < win.w1; ++c) acc[size_t(r * g.w + c)] += v;
+      }
+    T* out = pgx + pl * g.h * g.w;
+    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
+  }
+}
+
+// in: grad_y; out: grad_x
+void avg_pool2d_backward_kernel(const KernelArgs& args) {
+  const auto& a = args.attr<Pool2dAttrs>();
+  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "avg_pool2d_backward", [&]<typename T>() {
+    avg_pool_backward_loops<T>(args.inputs[0], args.outputs[0], a);
+  });
+}
+
+// ------------------------------------------------------------------ adaptive avg pool
+
+// Output cell i covers input rows [floor(i*H/OH), ceil((i+1)*H/OH)), as in PyTorch.
+int64_t start_index(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
+int64_t end_index(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
+
+template <typename T>
+void adaptive_avg_loops(const Tensor& x, const Tensor& y) {
+  const PoolGeom g = pool_geom(x, y);
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = px + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const int64_t h0 = start_index(i, g.oh, g.h), h1 = end_index(i, g.oh, g.h);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t w0 = start_index(j, g.ow, g.w), w1 = end_index(j, g.ow, g.w);
+        double s = 0;
+        for (int64_t r = h0; r < h1; ++r)
+          for (int64_t c = w0; c < w1; ++c) s += double(in[r * g.w + c]);
+        py[pl * g.oh * g.ow + i * g.ow + j] = T(s / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_backward_loops(const Tensor& gy, const Tensor& gx) {
+  const PoolGeom g = pool_geom(gx, gy);
+  const T* pgy = gy.data<T>();
+  T* pgx = gx.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::vector<double> acc(size_t(g.h * g.w), 0.0);
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const int64_t h0 = start_index(i, g.oh, g.h), h1 = end_index(i, g.oh, g.h);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        const int64_t w0 = start_index(j, g.ow, g.w), w1 = end_index(j, g.ow, g.w);
+        const double v = double(pgy[pl * g.oh * g.ow + i * g.ow + j]) / double((h1 - h0) * (w1 - w0));
+        for (int64_t r = h0; r < h1; ++r)
+          for (int64_t c = w0; c < w1; ++c) acc[size_t(r * g.w + c)] += v;
+      }
+    }
+    T* out = pgx + pl * g.h * g.w;
+    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
+  }
+}
+
+void adaptive_avg_pool2d_kernel(const KernelArgs& args) {
+  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "adaptive_avg_pool2d",
+                         [&]<typename T>() { adaptive_avg_loops<T>(args.inputs[0], args.outputs[0]); });
+}
+
+void adaptive_avg_pool2d_backward_kernel(const KernelArgs& args) {
+  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "adaptive_avg_pool2d_backward",
+                         [&]<typename T>() { adaptive_avg_backward_loops<T>(args.inputs[0], args.outputs[0]); });
+}
+}  // namespace
+
+void register_pool_kernels(KernelRegistry& r) {
+  r.add(DeviceType::Cpu, OpId::MaxPool2d, max_pool2d_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::MaxPool2dBackward, max_pool2d_backward_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::AvgPool2d, avg_pool2d_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::AvgPool2dBackward, avg_pool2d_backward_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2d, adaptive_avg_pool2d_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward_kernel, kFloatingDTypes);
+}
 
 }  // namespace kiln::cpu
