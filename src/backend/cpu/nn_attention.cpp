@@ -15,12 +15,17 @@
 #include "kiln/op_attrs.h"
 #include "src/backend/cpu/loops.h"
 #include "src/backend/cpu/nn_kernels.h"
+#include "src/backend/cpu/vec_math.h"
 
 namespace kiln::cpu {
 
 namespace {
 
 constexpr int64_t kQueryBlock = 64;
+
+// exp that vectorises for float (softmax probabilities need ~2 ulp, not libm's 0.5).
+inline float exp_acc(float x) { return fast_expf(x); }
+inline double exp_acc(double x) { return std::exp(x); }
 
 // Row-major C[m, n] = alpha * op(A) op(B) + beta * C, op = transpose when t*.
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -95,26 +100,27 @@ struct Dims {
   int64_t b, l, s, e, ev;
 };
 
-// Adds the mask and causal limit to a block of scaled scores [rows, S] for queries i0...
+// Adds the mask and causal limit to a block of scaled scores [rows, nc] (row stride S) for
+// queries i0...; nc < S only under a causal mask, whose later columns are never needed.
 template <typename T, typename A>
-void mask_scores(A* sc, int64_t rows, int64_t i0, int64_t b, const Dims& d, const AttentionAttrs& at,
+void mask_scores(A* sc, int64_t rows, int64_t nc, int64_t i0, int64_t b, const Dims& d, const AttentionAttrs& at,
                  const Tensor* mask) {
   const A ninf = -std::numeric_limits<A>::infinity();
   if (at.is_causal) {
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = i0 + r + 1; j < d.s; ++j) sc[r * d.s + j] = ninf;
+      for (int64_t j = i0 + r + 1; j < nc; ++j) sc[r * d.s + j] = ninf;
   }
   if (!mask) return;
   const int64_t s0 = mask->stride(0), s1 = mask->stride(1), s2 = mask->stride(2);
   if (mask->dtype() == DType::Bool) {
     const bool* m = static_cast<const bool*>(mask->data_ptr()) + b * s0;
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < d.s; ++j)
+      for (int64_t j = 0; j < nc; ++j)
         if (!m[(i0 + r) * s1 + j * s2]) sc[r * d.s + j] = ninf;
   } else {
     const T* m = static_cast<const T*>(mask->data_ptr()) + b * s0;
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < d.s; ++j) sc[r * d.s + j] += A(m[(i0 + r) * s1 + j * s2]);
+      for (int64_t j = 0; j < nc; ++j) sc[r * d.s + j] += A(m[(i0 + r) * s1 + j * s2]);
   }
 }
 
@@ -145,30 +151,32 @@ void attention_forward_typed(const KernelArgs& a) {
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < d.b * nblk; ++task) {
       const int64_t b = task / nblk, i0 = (task % nblk) * kQueryBlock, rows = std::min(kQueryBlock, d.l - i0);
+      const int64_t nc = at.is_causal ? std::min(d.s, i0 + rows) : d.s;  // columns that can be attended
       const A* qb = q.p + (b * d.l + i0) * d.e;
-      gemm(false, true, rows, d.s, d.e, scale, qb, d.e, k.p + b * d.s * d.e, d.e, A(0), sc.data(), d.s);
-      mask_scores<T>(sc.data(), rows, i0, b, d, at, mask);
+      gemm(false, true, rows, nc, d.e, scale, qb, d.e, k.p + b * d.s * d.e, d.e, A(0), sc.data(), d.s);
+      mask_scores<T>(sc.data(), rows, nc, i0, b, d, at, mask);
       for (int64_t r = 0; r < rows; ++r) {
         A* row = sc.data() + r * d.s;
         A mx = ninf;
-        for (int64_t j = 0; j < d.s; ++j) mx = std::max(mx, row[j]);
+        for (int64_t j = 0; j < nc; ++j) mx = std::max(mx, row[j]);
         if (mx == ninf) {  // nothing to attend to: output 0
-          std::fill(row, row + d.s, A(0));
+          std::fill(row, row + nc, A(0));
           lse[b * d.l + i0 + r] = ninf;
           continue;
         }
         A sum = 0;
-        for (int64_t j = 0; j < d.s; ++j) {
-          row[j] = std::exp(row[j] - mx);
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < nc; ++j) {
+          row[j] = exp_acc(row[j] - mx);
           sum += row[j];
         }
         lse[b * d.l + i0 + r] = mx + std::log(sum);
         const A inv = A(1) / sum;
-        for (int64_t j = 0; j < d.s; ++j) row[j] *= inv;
+        for (int64_t j = 0; j < nc; ++j) row[j] *= inv;
         if (at.dropout_p > 0)
-          for (int64_t j = 0; j < d.s; ++j) row[j] *= keep_scale<A>(at, d, b, i0 + r, j);
+          for (int64_t j = 0; j < nc; ++j) row[j] *= keep_scale<A>(at, d, b, i0 + r, j);
       }
-      gemm(false, false, rows, d.ev, d.s, A(1), sc.data(), d.s, v.p + b * d.s * d.ev, d.ev, A(0),
+      gemm(false, false, rows, d.ev, nc, A(1), sc.data(), d.s, v.p + b * d.s * d.ev, d.ev, A(0),
            o.p + (b * d.l + i0) * d.ev, d.ev);
     }
   }
@@ -204,31 +212,39 @@ void attention_backward_typed(const KernelArgs& a) {
         const int64_t rows = std::min(kQueryBlock, d.l - i0);
         const A* qb = q.p + (b * d.l + i0) * d.e;
         const A* gob = go.p + (b * d.l + i0) * d.ev;
+        const int64_t nc = at.is_causal ? std::min(d.s, i0 + rows) : d.s;
         // probabilities P from the saved log-sum-exp; Pd = P with dropout applied
-        gemm(false, true, rows, d.s, d.e, scale, qb, d.e, kb, d.e, A(0), p.data(), d.s);
-        mask_scores<T>(p.data(), rows, i0, b, d, at, mask);
+        gemm(false, true, rows, nc, d.e, scale, qb, d.e, kb, d.e, A(0), p.data(), d.s);
+        mask_scores<T>(p.data(), rows, nc, i0, b, d, at, mask);
         for (int64_t r = 0; r < rows; ++r) {
           const A l = lse[b * d.l + i0 + r];
-          for (int64_t j = 0; j < d.s; ++j) {
-            const size_t x = size_t(r * d.s + j);
-            p[x] = l == ninf ? A(0) : std::exp(p[x] - l);
-            pd[x] = at.dropout_p > 0 ? p[x] * keep_scale<A>(at, d, b, i0 + r, j) : p[x];
+          A* pr = p.data() + r * d.s;
+          A* pdr = pd.data() + r * d.s;
+          if (l == ninf) {
+            std::fill(pr, pr + nc, A(0));
+          } else {
+#pragma omp simd
+            for (int64_t j = 0; j < nc; ++j) pr[j] = exp_acc(pr[j] - l);
           }
+          if (at.dropout_p > 0)
+            for (int64_t j = 0; j < nc; ++j) pdr[j] = pr[j] * keep_scale<A>(at, d, b, i0 + r, j);
         }
-        gemm(true, false, d.s, d.ev, rows, A(1), pd.data(), d.s, gob, d.ev, A(1), gvb, d.ev);  // gv += Pd^T gO
-        gemm(false, true, rows, d.s, d.ev, A(1), gob, d.ev, vb, d.ev, A(0), dp.data(), d.s);   // dPd = gO V^T
+        const A* pdp = at.dropout_p > 0 ? pd.data() : p.data();
+        gemm(true, false, nc, d.ev, rows, A(1), pdp, d.s, gob, d.ev, A(1), gvb, d.ev);  // gv += Pd^T gO
+        gemm(false, true, rows, nc, d.ev, A(1), gob, d.ev, vb, d.ev, A(0), dp.data(), d.s);   // dPd = gO V^T
         for (int64_t r = 0; r < rows; ++r) {
           A* dpr = dp.data() + r * d.s;
           const A* pr = p.data() + r * d.s;
           if (at.dropout_p > 0)
-            for (int64_t j = 0; j < d.s; ++j) dpr[j] *= keep_scale<A>(at, d, b, i0 + r, j);
+            for (int64_t j = 0; j < nc; ++j) dpr[j] *= keep_scale<A>(at, d, b, i0 + r, j);
           A dot = 0;
-          for (int64_t j = 0; j < d.s; ++j) dot += dpr[j] * pr[j];
-          for (int64_t j = 0; j < d.s; ++j) dpr[j] = pr[j] * (dpr[j] - dot);  // dS
+#pragma omp simd reduction(+ : dot)
+          for (int64_t j = 0; j < nc; ++j) dot += dpr[j] * pr[j];
+          for (int64_t j = 0; j < nc; ++j) dpr[j] = pr[j] * (dpr[j] - dot);  // dS
         }
-        gemm(false, false, rows, d.e, d.s, scale, dp.data(), d.s, kb, d.e, A(0), gq.p + (b * d.l + i0) * d.e,
+        gemm(false, false, rows, d.e, nc, scale, dp.data(), d.s, kb, d.e, A(0), gq.p + (b * d.l + i0) * d.e,
              d.e);                                                                           // gq = scale dS K
-        gemm(true, false, d.s, d.e, rows, scale, dp.data(), d.s, qb, d.e, A(1), gkb, d.e);  // gk += scale dS^T Q
+        gemm(true, false, nc, d.e, rows, scale, dp.data(), d.s, qb, d.e, A(1), gkb, d.e);  // gk += scale dS^T Q
       }
     }
   }

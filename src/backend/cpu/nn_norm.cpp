@@ -34,12 +34,14 @@ void write_params(const Tensor& p, const std::vector<double>& v) {
 template <typename T>
 double row_sum(const T* x, int64_t n) {
   C<T> s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += C<T>(x[i]);
   return double(s);
 }
 template <typename T>
 double row_sq_dev(const T* x, int64_t n, C<T> mean) {
   C<T> s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) {
     const C<T> d = C<T>(x[i]) - mean;
     s += d * d;
@@ -133,6 +135,7 @@ void batch_norm_backward_typed(const KernelArgs& a) {
       const T* gr = g + (n * d.c + c) * d.hw;
       const T* xr = x + (n * d.c + c) * d.hw;
       C<T> a0 = 0, a1 = 0;
+#pragma omp simd reduction(+ : a0, a1)
       for (int64_t i = 0; i < d.hw; ++i) {
         const C<T> gi = C<T>(gr[i]);
         a0 += gi;
