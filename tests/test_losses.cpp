@@ -242,3 +242,35 @@ TEST(Losses, ErrorsNameTheLossAndLeaveInputsUnchanged) {
                "binary_cross_entropy_with_logits", "[5]");
   EXPECT_EQ(x.to_vector<double>(), before);
 }
+
+// ---- gradients through autograd against the closed forms
+TEST(Losses, CrossEntropyGradientIsSoftmaxMinusSmoothedTarget) {
+  // d/dx mean CE = (softmax(x) - q) / count over non-ignored rows, q = (1-e) onehot + e/C.
+  const double eps = 0.1;
+  Tensor x = tensor<double>(kLogits, {5, 4}).requires_grad_();
+  cross_entropy(x, tensor<int64_t>(kTargets), Tensor(), -100, Reduction::Mean, eps).backward();
+  const auto lp = log_softmax_rows(kLogits, 5, 4);
+  const auto g = x.grad().to_vector<double>();
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t t = kTargets[size_t(i)];
+      const double q = t == -100 ? 0 : (1 - eps) * (t == j) + eps / 4;
+      const double want = t == -100 ? 0.0 : (std::exp(lp[size_t(i * 4 + j)]) - q) / 4.0;  // 4 counted rows
+      EXPECT_NEAR(g[size_t(i * 4 + j)], want, 1e-12) << i << "," << j;
+    }
+}
+
+TEST(Losses, MseAndBceGradients) {
+  const std::vector<double> a = {1.0, -2.0, 3.5, 0.0}, b = {0.5, 1.0, 3.0, -1.0};
+  Tensor x = tensor<double>(a).requires_grad_();
+  mse_loss(x, tensor<double>(b)).backward();
+  auto g = x.grad().to_vector<double>();
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(g[i], 2 * (a[i] - b[i]) / 4, 1e-12);
+
+  // d/dx = sigmoid(x) - y, also at x = 0 and at extreme logits.
+  const std::vector<double> zs = {-120.0, 90.0, 0.0, 3.5}, ys = {0.0, 1.0, 1.0, 0.3};
+  Tensor z = tensor<double>(zs).requires_grad_();
+  binary_cross_entropy_with_logits(z, tensor<double>(ys), Tensor(), Reduction::Sum).backward();
+  g = z.grad().to_vector<double>();
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(g[i], 1 / (1 + std::exp(-zs[i])) - ys[i], 1e-12) << zs[i];
+}

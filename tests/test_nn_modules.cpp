@@ -488,3 +488,179 @@ TEST(Layers, EmbeddingLooksUpRowsAndZeroesPadding) {
     for (int k = 0; k < 40; ++k) EXPECT_EQ(yv[size_t(r * 40 + k)], w[size_t(rows[r] * 40 + k)]);
   EXPECT_THROW(Embedding(10, 4, 10), Error);
 }
+
+#include "kiln/nn/loss.h"
+#include "kiln/optim.h"
+
+TEST(Layers, LinearGradientsThroughAutograd) {
+  Linear lin(3, 2);
+  const std::vector<double> xv = {1, 2, 3, -1, 0.5, 4};
+  const Tensor x = tensor<double>(xv, {2, 3}, DType::Float32);
+  sum(lin(x)).backward();
+  // d sum(xW^T + b)/dW[o][k] = sum_i x[i][k]; d/db[o] = batch size.
+  const auto gw = lin.weight.grad().to_vector<double>();
+  for (int o = 0; o < 2; ++o)
+    for (int k = 0; k < 3; ++k) EXPECT_NEAR(gw[size_t(o * 3 + k)], xv[size_t(k)] + xv[size_t(3 + k)], 1e-6);
+  for (double g : lin.bias.grad().to_vector<double>()) EXPECT_NEAR(g, 2.0, 1e-6);
+}
+
+TEST(Layers, SmallClassifierLearnsWithAdam) {
+  // Two separable blobs; an untrained model is at ~log(2).
+  manual_seed(11);
+  const int64_t n = 64;
+  Tensor x = randn({n, 2});
+  std::vector<int64_t> labels(n);
+  auto xv = x.to_vector<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    labels[size_t(i)] = i % 2;
+    xv[size_t(2 * i)] += i % 2 ? 2.0f : -2.0f;
+  }
+  x = tensor<float>(xv, {n, 2});
+  const Tensor y = tensor<int64_t>(labels);
+  Sequential model(Linear(2, 16), ReLU(), Linear(16, 2));
+  optim::Adam opt(model.parameters(), optim::AdamOptions{.lr = 0.05});
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    opt.zero_grad();
+    Tensor loss = cross_entropy(model(x), y);
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_GT(first, 0.3);
+  EXPECT_LT(last, 0.1);
+}
+
+TEST(Layers, DropoutTrainsAndIsIdentityInEval) {
+  Dropout d(0.25);
+  const Tensor x = full({100, 100}, 2.0);
+  const auto y = d(x).to_vector<double>();
+  int64_t zeros_seen = 0;
+  for (double v : y) {
+    if (v == 0.0) ++zeros_seen;
+    else EXPECT_NEAR(v, 2.0 / 0.75, 1e-6);
+  }
+  EXPECT_NEAR(double(zeros_seen) / 10000.0, 0.25, 0.03);  // 3 sigma ~ 0.013
+  d.eval();
+  EXPECT_TRUE(d(x).is_same(x));
+  EXPECT_THROW(Dropout(1.5), Error);
+}
+
+namespace {
+// Multi-head attention in double from its definition, inputs [N, L, E] row-major.
+std::vector<double> mha_ref(const std::vector<double>& q, const std::vector<double>& k, const std::vector<double>& v,
+                            int64_t n, int64_t l, int64_t s, int64_t e, int64_t h, const std::vector<double>& w_in,
+                            const std::vector<double>& b_in, const std::vector<double>& w_out,
+                            const std::vector<double>& b_out, bool causal) {
+  const int64_t d = e / h;
+  auto proj = [&](const std::vector<double>& x, int64_t len, int64_t which) {
+    std::vector<double> out(size_t(n * len * e));
+    for (int64_t i = 0; i < n * len; ++i)
+      for (int64_t o = 0; o < e; ++o) {
+        double acc = b_in[size_t(which * e + o)];
+        for (int64_t c = 0; c < e; ++c) acc += x[size_t(i * e + c)] * w_in[size_t((which * e + o) * e + c)];
+        out[size_t(i * e + o)] = acc;
+      }
+    return out;
+  };
+  const auto qp = proj(q, l, 0), kp = proj(k, s, 1), vp = proj(v, s, 2);
+  std::vector<double> attn(size_t(n * l * e));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t hh = 0; hh < h; ++hh)
+      for (int64_t i = 0; i < l; ++i) {
+        std::vector<double> sc(static_cast<size_t>(s));
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < s; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < d; ++c)
+            dot += qp[size_t((b * l + i) * e + hh * d + c)] * kp[size_t((b * s + j) * e + hh * d + c)];
+          sc[size_t(j)] = (causal && j > i) ? -INFINITY : dot / std::sqrt(double(d));
+          mx = std::max(mx, sc[size_t(j)]);
+        }
+        double z = 0;
+        for (auto& x : sc) z += (x = std::exp(x - mx));
+        for (int64_t c = 0; c < d; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < s; ++j) acc += sc[size_t(j)] / z * vp[size_t((b * s + j) * e + hh * d + c)];
+          attn[size_t((b * l + i) * e + hh * d + c)] = acc;
+        }
+      }
+  std::vector<double> out(size_t(n * l * e));
+  for (int64_t i = 0; i < n * l; ++i)
+    for (int64_t o = 0; o < e; ++o) {
+      double acc = b_out[size_t(o)];
+      for (int64_t c = 0; c < e; ++c) acc += attn[size_t(i * e + c)] * w_out[size_t(o * e + c)];
+      out[size_t(i * e + o)] = acc;
+    }
+  return out;
+}
+}  // namespace
+
+TEST(Layers, MultiheadAttentionMatchesDefinition) {
+  const int64_t n = 2, l = 3, s = 5, e = 4, h = 2;
+  MultiheadAttention mha(e, h);
+  mha.to(DType::Float64);
+  EXPECT_EQ(names_of(mha.named_parameters()),
+            (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}));
+  for (double b : mha.in_proj_bias.to_vector<double>()) EXPECT_EQ(b, 0.0);  // PyTorch's init
+  for (double b : mha.out_proj->bias.to_vector<double>()) EXPECT_EQ(b, 0.0);
+  const double xb = std::sqrt(6.0 / (4 + 12));  // xavier_uniform on [3E, E]
+  for (double w : mha.in_proj_weight.to_vector<double>()) EXPECT_LE(std::abs(w), xb);
+  // Non-zero biases so that the test sees them.
+  init::uniform_(mha.in_proj_bias, -0.5, 0.5);
+  init::uniform_(mha.out_proj->bias, -0.5, 0.5);
+
+  const Tensor q = randn({n, l, e}, DType::Float64), k = randn({n, s, e}, DType::Float64),
+               v = randn({n, s, e}, DType::Float64);
+  const auto ref = mha_ref(q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), n, l, s, e, h,
+                           mha.in_proj_weight.to_vector<double>(), mha.in_proj_bias.to_vector<double>(),
+                           mha.out_proj->weight.to_vector<double>(), mha.out_proj->bias.to_vector<double>(), false);
+  const Tensor y = mha.forward(q, k, v);
+  EXPECT_EQ(y.shape(), (Shape{n, l, e}));
+  const auto yv = y.to_vector<double>();
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(yv[i], ref[i], 1e-10) << i;
+
+  // Self-attention with a causal mask, sequence-first layout.
+  MultiheadAttention seq_first(e, h, 0.0, true, /*batch_first=*/false);
+  seq_first.to(DType::Float64);
+  seq_first.load_state_dict(mha.state_dict());
+  const auto cref = mha_ref(q.to_vector<double>(), q.to_vector<double>(), q.to_vector<double>(), n, l, l, e, h,
+                            mha.in_proj_weight.to_vector<double>(), mha.in_proj_bias.to_vector<double>(),
+                            mha.out_proj->weight.to_vector<double>(), mha.out_proj->bias.to_vector<double>(), true);
+  const Tensor qs = q.transpose(0, 1);  // [L, N, E]
+  const Tensor ys = seq_first.forward(qs, qs, qs, Tensor(), /*is_causal=*/true);
+  EXPECT_EQ(ys.shape(), (Shape{l, n, e}));
+  const auto ysv = ys.transpose(0, 1).contiguous().to_vector<double>();
+  for (size_t i = 0; i < cref.size(); ++i) EXPECT_NEAR(ysv[i], cref[i], 1e-10) << i;
+
+  EXPECT_THROW(MultiheadAttention(6, 4), Error);
+  EXPECT_THROW(mha.forward(q, k, randn({n, 4, e}, DType::Float64)), Error);
+  EXPECT_THROW(mha.forward(randn({n, l, 3}, DType::Float64)), Error);
+}
+
+TEST(Layers, GradientsReachEveryParameter) {
+  // Embedding -> MultiheadAttention -> LayerNorm -> Linear, and a BatchNorm2d branch.
+  Embedding emb(10, 8);
+  MultiheadAttention mha(8, 2);
+  LayerNorm ln({8});
+  Linear head(8, 3);
+  BatchNorm2d bn(2);
+  const Tensor idx = tensor<int64_t>({1, 4, 4, 9, 0, 2}, {2, 3});
+  const Tensor seq = head(ln(mha(emb(idx))));
+  const Tensor img = bn(randn({3, 2, 2, 2}));
+  (sum(seq * seq) + sum(img * img * img)).backward();
+  std::vector<std::pair<std::string, Tensor>> all;
+  for (Module* m : std::initializer_list<Module*>{&emb, &mha, &ln, &head, &bn})
+    for (auto& [name, p] : m->named_parameters()) all.emplace_back(m->type_name() + "." + name, p);
+  ASSERT_EQ(all.size(), 1u + 4u + 2u + 2u + 2u);
+  for (auto& [name, p] : all) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_EQ(p.grad().shape(), p.shape()) << name;
+    double norm = 0;
+    for (double g : p.grad().to_vector<double>()) {
+      ASSERT_TRUE(std::isfinite(g)) << name;
+      norm += g * g;
+    }
+    EXPECT_GT(norm, 0.0) << name;
+  }
+}

@@ -176,8 +176,11 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
   KILN_CHECK(target.shape() == input.shape(), op, "target shape ", shape_str(target.shape()),
              " must equal input shape ", shape_str(input.shape()));
   const Tensor y = target.to(input.dtype());
-  // log(1 + exp(-x)) without overflow: log(1 + exp(-|x|)) + max(-x, 0)
-  const Tensor softplus_neg = log(add(exp(neg(abs(input))), 1.0)) + relu(neg(input));
+  // log(1 + exp(-x)) = m + log(exp(-m) + exp(-x - m)) with m = max(-x, 0): both
+  // exponents are <= 0 (no overflow), and the gradient is exact everywhere (m cancels;
+  // the |x| form would give 0 instead of -1/2 at x = 0).
+  const Tensor m = relu(neg(input));
+  const Tensor softplus_neg = m + log(exp(neg(m)) + exp(neg(input) - m));
   Tensor loss;
   const Tensor one_minus_y = add(neg(y), 1.0);
   if (pos_weight.defined()) {

@@ -28,7 +28,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const Tensor& we
                      double label_smoothing = 0.0);
 
 // -[p y log s(x) + (1 - y) log(1 - s(x))] computed stably as
-// (1 - y) x + (1 + (p - 1) y) (log(1 + exp(-|x|)) + max(-x, 0)); weight scales each
+// (1 - y) x + (1 + (p - 1) y) log(1 + exp(-x)) (overflow-free); weight scales each
 // element, pos_weight p (broadcast over the last dim, one per class) weights positives.
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const Tensor& weight = Tensor(),
                                         Reduction reduction = Reduction::Mean, const Tensor& pos_weight = Tensor());
