@@ -371,3 +371,44 @@ TEST(Autograd, ScalarLossThroughReductions) {
     for (int i = 0; i < 2; ++i) want[size_t(k)] += 2.0 / 2.0 * xv[size_t(i * 3 + k)] * r[size_t(i)];
   expect_near(vec(w.grad()), want, 1e-12);
 }
+
+TEST(Autograd, ErrorPathsNameTheOpAndChangeNothing) {
+  Tensor x = leaf({1.0, 2.0});
+  // retain_grad on a tensor without grad
+  Tensor c = ones({2}, DType::Float64);
+  EXPECT_NE(error_of([&] { c.retain_grad(); }).find("[retain_grad]"), std::string::npos);
+  // set_grad with a mismatched gradient leaves the old one
+  x.set_grad(ones({2}, DType::Float64));
+  EXPECT_NE(error_of([&] { x.set_grad(ones({3}, DType::Float64)); }).find("[set_grad]"), std::string::npos);
+  expect_near(vec(x.grad()), {1.0, 1.0});
+  // requires_grad_(false) on a non-leaf
+  Tensor y = x * 2.0;
+  EXPECT_NE(error_of([&] { y.requires_grad_(false); }).find("[requires_grad_] you can only change requires_grad of leaf"),
+            std::string::npos);
+  EXPECT_TRUE(y.requires_grad());
+  // autograd::backward with a wrong number of gradients runs nothing
+  EXPECT_NE(error_of([&] { autograd::backward({y}, {ones({2}, DType::Float64), ones({2}, DType::Float64)}); })
+                .find("[backward]"),
+            std::string::npos);
+  expect_near(vec(x.grad()), {1.0, 1.0});
+  // a gradient of the wrong shape
+  EXPECT_NE(error_of([&] { y.backward(ones({2, 1}, DType::Float64)); }).find("does not match the output"),
+            std::string::npos);
+  expect_near(vec(x.grad()), {1.0, 1.0});
+  // as_strided with overlapping elements can't be differentiated
+  Tensor z = leaf({1.0, 2.0, 3.0});
+  const std::string err = error_of([&] { z.as_strided({2, 2}, {1, 1}, 0); });
+  EXPECT_NE(err.find("[as_strided]"), std::string::npos) << err;
+  EXPECT_NE(err.find("overlap"), std::string::npos) << err;
+  {
+    NoGradGuard g;  // without grad it is an ordinary view
+    EXPECT_EQ(z.as_strided({2, 2}, {1, 1}, 0).to_vector<double>(), (std::vector<double>{1, 2, 2, 3}));
+  }
+  // in-place on a view of a non-contiguous tensor with history is refused before writing
+  Tensor nc = empty_strided({2, 2}, {1, 2}, DType::Float64);
+  nc.copy_(x.unsqueeze(1) * 1.0);  // nc now has history
+  const std::vector<double> before = vec(nc);
+  const std::string err2 = error_of([&] { nc.select(0, 0).mul_(2.0); });
+  EXPECT_NE(err2.find("[mul] in-place operation on a view of a non-contiguous tensor"), std::string::npos) << err2;
+  EXPECT_EQ(vec(nc), before);
+}
