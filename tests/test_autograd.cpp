@@ -412,3 +412,22 @@ TEST(Autograd, ErrorPathsNameTheOpAndChangeNothing) {
   EXPECT_NE(err2.find("[mul] in-place operation on a view of a non-contiguous tensor"), std::string::npos) << err2;
   EXPECT_EQ(vec(nc), before);
 }
+
+TEST(Autograd, ViewsSeeInPlaceChangesOfTheirBase) {
+  // v is taken before h changes in place; its gradient must follow h's new history.
+  Tensor x = leaf({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor h = x * 2.0;
+  Tensor v = h.select(0, 0);
+  h.mul_(3.0);
+  (v * 1.0).backward(ones({3}, DType::Float64));
+  expect_near(vec(x.grad()), {6, 6, 6, 0, 0, 0});
+
+  // A sibling view modified in place: the other view's gradient is unaffected.
+  Tensor y = leaf({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor k = y * 2.0;
+  Tensor row0 = k.select(0, 0);
+  k.select(0, 1).mul_(5.0);
+  Tensor out = row0 * 1.0 + k.select(0, 1);
+  out.backward(ones({3}, DType::Float64));
+  expect_near(vec(y.grad()), {2, 2, 2, 10, 10, 10});
+}

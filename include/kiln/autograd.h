@@ -91,8 +91,11 @@ struct AutogradMeta {
   uint32_t output_nr = 0;             // which output of grad_fn this tensor is
   bool retains_grad = false;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the AccumulateGrad node feeding .grad
-  // A view recorded under autograd: the tensor whose storage it shares (never itself a view).
+  // A view recorded under autograd: the tensor whose storage it shares (never itself a view),
+  // and the storage version when its history was set. A later in-place change of the base
+  // (or of a sibling view) makes the view take its gradient through the base's new history.
   Tensor view_base;
+  uint64_t view_version = 0;
 };
 
 namespace autograd {

@@ -6,6 +6,7 @@
 
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
+#include "src/autograd/record.h"
 
 namespace kiln::autograd {
 
@@ -66,6 +67,7 @@ struct ByLatest {
 Edge gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.autograd_meta()) return {};
   AutogradMeta& m = *t.impl().autograd;
+  if (m.grad_fn && m.view_base.defined() && t.version() != m.view_version) refresh_view_history(t);
   if (m.grad_fn) return {m.grad_fn, m.output_nr};
   if (!m.requires_grad) return {};
   std::shared_ptr<Node> acc = m.grad_accumulator.lock();

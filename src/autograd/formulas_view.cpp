@@ -18,6 +18,7 @@ Tensor record_view(const char* name, const Tensor& out, const Tensor& in, Formul
   if (!record(name, {out}, {in}, {}, std::move(f))) return out;
   const AutogradMeta* im = in.autograd_meta();
   out.impl().autograd->view_base = im && im->view_base.defined() ? im->view_base : in;
+  out.impl().autograd->view_version = out.version();
   return out;
 }
 

@@ -96,6 +96,27 @@ struct Region {
   Tensor of(const Tensor& full) const { return full.as_strided(shape, strides, full.offset() + offset); }
 };
 
+// The history of `view` as "its region of base": the gradient is scattered into zeros
+// shaped like the base and sent to base's (current) history.
+void set_view_of_base_history(const Tensor& view, const Tensor& base) {
+  const Region region{view.shape(), view.strides(), view.offset() - base.offset()};
+  const Shape base_shape = base.shape();
+  auto as_view = std::make_shared<FunctionNode>("AsStridedBackward", std::vector<Tensor>{}, [=](BackwardCtx& c) {
+    Tensor g = zeros(base_shape, TensorOptions(c.grad().dtype()).device(c.grad().device()));
+    region.of(g).copy_(c.grad());
+    return std::vector<Tensor>{g};
+  });
+  as_view->next_edges = {gradient_edge(base)};
+  as_view->input_geometry = {TensorGeometry(base)};
+  as_view->output_geometry = {TensorGeometry(view)};
+  AutogradMeta& vm = ensure_meta(view);
+  vm.grad_fn = as_view;
+  vm.output_nr = 0;
+  vm.requires_grad = false;
+  vm.view_version = view.version();
+  if (vm.retains_grad) as_view->retained.emplace_back(0, std::weak_ptr<TensorImpl>(view.impl_ptr()));
+}
+
 // After an in-place op wrote `r` into a view of `base`: the base's new history is its old
 // history outside the view's region and r's history inside it (PyTorch's CopySlices), and
 // the view's own history becomes "that region of the base".
@@ -114,22 +135,18 @@ void rebase_view_history(Tensor& view, const Tensor& base, const Tensor& r) {
   bm.grad_fn = slices;
   bm.output_nr = 0;
   bm.requires_grad = false;
-
-  const Shape base_shape = base.shape();
-  auto as_view = std::make_shared<FunctionNode>("AsStridedBackward", std::vector<Tensor>{}, [=](BackwardCtx& c) {
-    Tensor g = zeros(base_shape, TensorOptions(c.grad().dtype()).device(c.grad().device()));
-    region.of(g).copy_(c.grad());
-    return std::vector<Tensor>{g};
-  });
-  as_view->next_edges = {Edge{slices, 0}};
-  as_view->input_geometry = {TensorGeometry(base)};
-  as_view->output_geometry = {TensorGeometry(view)};
-  AutogradMeta& vm = ensure_meta(view);
-  vm.grad_fn = as_view;
-  vm.output_nr = 0;
-  vm.requires_grad = false;
+  set_view_of_base_history(view, base);
 }
 }  // namespace
+
+void refresh_view_history(const Tensor& view) {
+  AutogradMeta& m = *view.impl().autograd;
+  if (!m.view_base.is_contiguous() || !m.view_base.requires_grad()) {
+    m.view_version = view.version();
+    return;
+  }
+  set_view_of_base_history(view, m.view_base);
+}
 
 bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_list<const Tensor*> others,
                               const std::function<Tensor(const Tensor&)>& fn, bool needs_old_value) {

@@ -60,6 +60,9 @@ std::shared_ptr<Node> record(const char* name, const std::vector<Tensor>& output
 // then runs its kernel. Call it after validation, before writing anything.
 bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_list<const Tensor*> others,
                               const std::function<Tensor(const Tensor& old_self)>& fn, bool needs_old_value = true);
+// Gives a view whose storage changed in place since its history was recorded the history
+// "this region of the base's current value" (PyTorch regenerates such views' grad_fn too).
+void refresh_view_history(const Tensor& view);
 // Raises when an in-place write into `self` would corrupt autograd (a leaf requiring grad).
 void check_inplace(const char* op, const Tensor& self);
 
