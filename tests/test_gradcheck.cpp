@@ -306,3 +306,23 @@ TEST(Gradcheck, Dropout) {
   EXPECT_TRUE(gradcheck(f, {grad_input({4, 5})}));
   EXPECT_TRUE(gradcheck([](const In& t) { return dropout(t[0], 0.5, false); }, {grad_input({3})}));
 }
+
+// ---- convolutions
+TEST(Gradcheck, Conv2d) {
+  auto conv = [](Pair stride, Pair padding, Pair dilation, int64_t groups) {
+    return [=](const In& t) { return conv2d(t[0], t[1], t[2], stride, padding, dilation, groups); };
+  };
+  EXPECT_TRUE(gradcheck(conv({1, 1}, {0, 0}, {1, 1}, 1), {grad_input({2, 2, 5, 4}), grad_input({3, 2, 3, 2}), grad_input({3})}));
+  EXPECT_TRUE(gradcheck(conv({2, 1}, {1, 1}, {1, 1}, 1), {grad_input({1, 2, 5, 5}), grad_input({2, 2, 3, 3}), grad_input({2})}));
+  EXPECT_TRUE(gradcheck(conv({1, 1}, {1, 0}, {2, 1}, 1), {grad_input({1, 1, 6, 4}), grad_input({2, 1, 2, 2}), Tensor()}));
+  EXPECT_TRUE(gradcheck(conv({1, 1}, {0, 0}, {1, 1}, 2), {grad_input({1, 4, 3, 3}), grad_input({2, 2, 2, 2}), grad_input({2})}));
+  EXPECT_TRUE(gradcheck(conv({1, 1}, {1, 1}, {1, 1}, 1), {grad_input({2, 3, 3}), grad_input({2, 2, 3, 3}), grad_input({2})}));  // unbatched
+}
+TEST(Gradcheck, ConvTranspose2d) {
+  auto convt = [](Pair stride, Pair padding, Pair output_padding, int64_t groups, Pair dilation) {
+    return [=](const In& t) { return conv_transpose2d(t[0], t[1], t[2], stride, padding, output_padding, groups, dilation); };
+  };
+  EXPECT_TRUE(gradcheck(convt({1, 1}, {0, 0}, {0, 0}, 1, {1, 1}), {grad_input({2, 2, 3, 3}), grad_input({2, 3, 2, 2}), grad_input({3})}));
+  EXPECT_TRUE(gradcheck(convt({2, 2}, {1, 0}, {1, 0}, 1, {1, 1}), {grad_input({1, 2, 3, 3}), grad_input({2, 2, 3, 2}), grad_input({2})}));
+  EXPECT_TRUE(gradcheck(convt({1, 1}, {0, 0}, {0, 0}, 2, {2, 1}), {grad_input({1, 4, 3, 3}), grad_input({4, 1, 2, 2}), Tensor()}));
+}

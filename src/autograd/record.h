@@ -12,6 +12,7 @@
 #include "kiln/autograd.h"
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
+#include "kiln/ops.h"
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
 
@@ -96,6 +97,11 @@ void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& ind
 void record_attention(const AttentionResult& r, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& attn_mask, double dropout_p, bool is_causal);
 void record_dropout(const Tensor& out, const Tensor& x, const Tensor& mask, double p);
+// convolutions (conv.cpp), on the batched 4-d input
+void record_conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
+                   Pair dilation, int64_t groups);
+void record_conv_transpose2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
+                             Pair padding, Pair dilation, int64_t groups);
 // normalisation (norm.cpp): training saves the batch mean/invstd, eval the running mean/var
 void record_batch_norm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        const Tensor& mean, const Tensor& invstd_or_var, bool training, double eps);

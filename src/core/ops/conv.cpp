@@ -4,6 +4,7 @@
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -105,6 +106,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
   const Shape y_shape = conv_output_shape(op, x4.shape(), w.shape(), attrs);
   check_bias(op, bias, w.shape()[0], w);
   Tensor y = run(OpId::Conv2d, {x4, w}, y_shape, bias, attrs, x4.shape()[1] / groups);
+  autograd::record_conv2d(y, x4, w, bias, stride, padding, dilation, groups);
   return x.dim() == 3 ? y.squeeze(0) : y;
 }
 
@@ -137,6 +139,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pa
   }
   check_bias(op, bias, y_shape[1], w);
   Tensor y = run(OpId::ConvTranspose2d, {x4, w}, y_shape, bias, attrs, xs[1] / groups);
+  autograd::record_conv_transpose2d(y, x4, w, bias, stride, padding, dilation, groups);
   return x.dim() == 3 ? y.squeeze(0) : y;
 }
 
