@@ -291,6 +291,33 @@ std::vector<OpInfo> elementwise_ops() {
                       [](double x) { return 2 * x - 1; }));
   ops.push_back(unary("neg_operator", kNumeric, any, [](T a) { return -a; }, [](double x) { return -x; }));
 
+  // Tensor methods (the same ops through tensor.h)
+  ops.push_back(binary("method_add", kFloatingDTypes, any, any, [](T a, T b) { return a.add(b, 0.5); },
+                       [](double a, double b) { return a + 0.5 * b; }));
+  ops.push_back(binary("method_sub", kNumeric, any, any, [](T a, T b) { return a.sub(b); }, std::minus<double>()));
+  ops.push_back(binary("method_mul", kNumeric, any, any, [](T a, T b) { return a.mul(b); },
+                       std::multiplies<double>()));
+  ops.push_back(binary("method_div", kFloatingDTypes, any, nonzero, [](T a, T b) { return a.div(b); },
+                       std::divides<double>()));
+  ops.push_back(unary("method_pow", kFloatingDTypes, positive, [](T a) { return a.pow(3); },
+                      [](double x) { return x * x * x; }));
+  ops.push_back(unary("method_neg_abs", kNumeric, any, [](T a) { return a.neg().abs(); },
+                      [](double x) { return std::abs(x); }));
+  // chains round once per op: allow a few roundings of the dtype
+  const auto chained = [](DType t) {
+    const Tolerance d = default_tolerance(t);
+    return Tolerance{4 * d.rtol, 4 * d.atol};
+  };
+  ops.push_back(unary("method_exp_log", kFloatingDTypes, positive, [](T a) { return a.log().exp(); },
+                      [](double x) { return x; }));
+  ops.back().tolerance = chained;
+  ops.push_back(unary("method_sqrt", kFloatingDTypes, positive, [](T a) { return a.sqrt(); },
+                      [](double x) { return std::sqrt(x); }));
+  ops.push_back(unary("method_activations", kFloatingDTypes, any,
+                      [](T a) { return add(add(a.relu(), a.sigmoid()), a.tanh()); },
+                      [](double x) { return (x > 0 ? x : 0.0) + sigmoid_ref(x) + std::tanh(x); }));
+  ops.back().tolerance = chained;
+
   // comparisons and logic (bool results, exact)
   const std::pair<const char*, std::function<Tensor(T, T)>> cmp_ops[] = {
       {"eq", [](T a, T b) { return eq(a, b); }}, {"ne", [](T a, T b) { return ne(a, b); }},
