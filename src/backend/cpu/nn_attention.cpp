@@ -195,57 +195,81 @@ void attention_backward_typed(const KernelArgs& a) {
   AccOut<T> gq(a.outputs[0]), gk(a.outputs[1]), gv(a.outputs[2]);
   const A scale = A(at.scale);
   const A ninf = -std::numeric_limits<A>::infinity();
-  // One task per batch-head: it owns that head's grad_k/grad_v, accumulated over query blocks.
-#pragma omp parallel
-  {
-    const size_t blk = size_t(kQueryBlock * std::max<int64_t>(d.s, 1));
-    std::vector<A> p(blk), pd(blk), dp(blk);
-#pragma omp for schedule(dynamic)
-    for (int64_t b = 0; b < d.b; ++b) {
-      A* gkb = gk.p + b * d.s * d.e;
-      A* gvb = gv.p + b * d.s * d.ev;
-      std::fill(gkb, gkb + d.s * d.e, A(0));
-      std::fill(gvb, gvb + d.s * d.ev, A(0));
-      const A* kb = k.p + b * d.s * d.e;
-      const A* vb = v.p + b * d.s * d.ev;
-      for (int64_t i0 = 0; i0 < d.l; i0 += kQueryBlock) {
-        const int64_t rows = std::min(kQueryBlock, d.l - i0);
-        const A* qb = q.p + (b * d.l + i0) * d.e;
-        const A* gob = go.p + (b * d.l + i0) * d.ev;
-        const int64_t nc = at.is_causal ? std::min(d.s, i0 + rows) : d.s;
-        // probabilities P from the saved log-sum-exp; Pd = P with dropout applied
-        gemm(false, true, rows, nc, d.e, scale, qb, d.e, kb, d.e, A(0), p.data(), d.s);
-        mask_scores<T>(p.data(), rows, nc, i0, b, d, at, mask);
-        for (int64_t r = 0; r < rows; ++r) {
-          const A l = lse[b * d.l + i0 + r];
-          A* pr = p.data() + r * d.s;
-          A* pdr = pd.data() + r * d.s;
-          if (l == ninf) {
-            std::fill(pr, pr + nc, A(0));
-          } else {
+  // One query block of batch-head b: writes its rows of grad_q and adds into grad_k/grad_v
+  // (gkb/gvb: that head's [S, E] / [S, Ev] accumulators).
+  auto block = [&](int64_t b, int64_t i0, A* gkb, A* gvb, A* p, A* pd, A* dp) {
+    const int64_t rows = std::min(kQueryBlock, d.l - i0);
+    const A* kb = k.p + b * d.s * d.e;
+    const A* vb = v.p + b * d.s * d.ev;
+    const A* qb = q.p + (b * d.l + i0) * d.e;
+    const A* gob = go.p + (b * d.l + i0) * d.ev;
+    const int64_t nc = at.is_causal ? std::min(d.s, i0 + rows) : d.s;
+    // probabilities P from the saved log-sum-exp; Pd = P with dropout applied
+    gemm(false, true, rows, nc, d.e, scale, qb, d.e, kb, d.e, A(0), p, d.s);
+    mask_scores<T>(p, rows, nc, i0, b, d, at, mask);
+    for (int64_t r = 0; r < rows; ++r) {
+      const A l = lse[b * d.l + i0 + r];
+      A* pr = p + r * d.s;
+      A* pdr = pd + r * d.s;
+      if (l == ninf) {
+        std::fill(pr, pr + nc, A(0));
+      } else {
 #pragma omp simd
-            for (int64_t j = 0; j < nc; ++j) pr[j] = exp_acc(pr[j] - l);
-          }
-          if (at.dropout_p > 0)
-            for (int64_t j = 0; j < nc; ++j) pdr[j] = pr[j] * keep_scale<A>(at, d, b, i0 + r, j);
-        }
-        const A* pdp = at.dropout_p > 0 ? pd.data() : p.data();
-        gemm(true, false, nc, d.ev, rows, A(1), pdp, d.s, gob, d.ev, A(1), gvb, d.ev);  // gv += Pd^T gO
-        gemm(false, true, rows, nc, d.ev, A(1), gob, d.ev, vb, d.ev, A(0), dp.data(), d.s);   // dPd = gO V^T
-        for (int64_t r = 0; r < rows; ++r) {
-          A* dpr = dp.data() + r * d.s;
-          const A* pr = p.data() + r * d.s;
-          if (at.dropout_p > 0)
-            for (int64_t j = 0; j < nc; ++j) dpr[j] *= keep_scale<A>(at, d, b, i0 + r, j);
-          A dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < nc; ++j) dot += dpr[j] * pr[j];
-          for (int64_t j = 0; j < nc; ++j) dpr[j] = pr[j] * (dpr[j] - dot);  // dS
-        }
-        gemm(false, false, rows, d.e, nc, scale, dp.data(), d.s, kb, d.e, A(0), gq.p + (b * d.l + i0) * d.e,
-             d.e);                                                                           // gq = scale dS K
-        gemm(true, false, nc, d.e, rows, scale, dp.data(), d.s, qb, d.e, A(1), gkb, d.e);  // gk += scale dS^T Q
+        for (int64_t j = 0; j < nc; ++j) pr[j] = exp_acc(pr[j] - l);
       }
+      if (at.dropout_p > 0)
+        for (int64_t j = 0; j < nc; ++j) pdr[j] = pr[j] * keep_scale<A>(at, d, b, i0 + r, j);
+    }
+    const A* pdp = at.dropout_p > 0 ? pd : p;
+    gemm(true, false, nc, d.ev, rows, A(1), pdp, d.s, gob, d.ev, A(1), gvb, d.ev);  // gv += Pd^T gO
+    gemm(false, true, rows, nc, d.ev, A(1), gob, d.ev, vb, d.ev, A(0), dp, d.s);    // dPd = gO V^T
+    for (int64_t r = 0; r < rows; ++r) {
+      A* dpr = dp + r * d.s;
+      const A* pr = p + r * d.s;
+      if (at.dropout_p > 0)
+        for (int64_t j = 0; j < nc; ++j) dpr[j] *= keep_scale<A>(at, d, b, i0 + r, j);
+      A dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t j = 0; j < nc; ++j) dot += dpr[j] * pr[j];
+      for (int64_t j = 0; j < nc; ++j) dpr[j] = pr[j] * (dpr[j] - dot);  // dS
+    }
+    gemm(false, false, rows, d.e, nc, scale, dp, d.s, kb, d.e, A(0), gq.p + (b * d.l + i0) * d.e, d.e);  // gq = scale dS K
+    gemm(true, false, nc, d.e, rows, scale, dp, d.s, qb, d.e, A(1), gkb, d.e);  // gk += scale dS^T Q
+  };
+  std::fill(gk.p, gk.p + d.b * d.s * d.e, A(0));
+  std::fill(gv.p, gv.p + d.b * d.s * d.ev, A(0));
+  const int nt = max_threads();
+  const int64_t nblk = (d.l + kQueryBlock - 1) / kQueryBlock;
+  const size_t blk = size_t(kQueryBlock * std::max<int64_t>(d.s, 1));
+  if (d.b >= nt || nblk == 1) {
+    // One task per batch-head: it owns that head's grad_k/grad_v, accumulated over query blocks.
+#pragma omp parallel
+    {
+      std::vector<A> p(blk), pd(blk), dp(blk);
+#pragma omp for schedule(dynamic)
+      for (int64_t b = 0; b < d.b; ++b)
+        for (int64_t i0 = 0; i0 < d.l; i0 += kQueryBlock)
+          block(b, i0, gk.p + b * d.s * d.e, gv.p + b * d.s * d.ev, p.data(), pd.data(), dp.data());
+    }
+  } else {
+    // Few heads, long queries: query blocks in parallel, grad_k/grad_v in per-thread partials.
+    const size_t nk = size_t(d.b * d.s * d.e), nv = size_t(d.b * d.s * d.ev);
+    std::vector<A> part_k(size_t(nt) * nk, A(0)), part_v(size_t(nt) * nv, A(0));
+#pragma omp parallel
+    {
+      std::vector<A> p(blk), pd(blk), dp(blk);
+      A* my_k = part_k.data() + size_t(omp_id()) * nk;
+      A* my_v = part_v.data() + size_t(omp_id()) * nv;
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < d.b * nblk; ++t) {
+        const int64_t b = t / nblk;
+        block(b, (t % nblk) * kQueryBlock, my_k + b * d.s * d.e, my_v + b * d.s * d.ev, p.data(), pd.data(),
+              dp.data());
+      }
+    }
+    for (int th = 0; th < nt; ++th) {
+      for (size_t i = 0; i < nk; ++i) gk.p[i] += part_k[size_t(th) * nk + i];
+      for (size_t i = 0; i < nv; ++i) gv.p[i] += part_v[size_t(th) * nv + i];
     }
   }
   gq.finish();
