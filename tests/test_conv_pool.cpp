@@ -10,6 +10,7 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
+#include "tests/support/fake_backend.h"
 
 using namespace kiln;
 
@@ -463,4 +464,26 @@ TEST(PoolErrors, EveryPathNamesOpAndLeavesInputs) {
   expect_error([&] { adaptive_avg_pool2d_backward(y, {6, 6}); }, "adaptive_avg_pool2d_backward", "3-d or 4-d");
   expect_error([&] { adaptive_avg_pool2d_backward(y.to(DType::Int64), x.shape()); }, "adaptive_avg_pool2d_backward", "floating");
   EXPECT_EQ(values(x), vx);
+}
+
+TEST(ConvPoolDevices, MismatchAndCpuFallback) {
+  kiln::testing::FakeGpuScope scope;
+  const Device gpu = kiln::testing::kFakeGpu;
+  {
+    Tensor x = rnd({1, 2, 5, 5}, DType::Float32), w = rnd({3, 2, 3, 3}, DType::Float32), b = rnd({3}, DType::Float32);
+    Tensor gx = x.to(gpu), gw = w.to(gpu), gb = b.to(gpu);
+    Tensor gy = conv2d(gx, gw, gb, {1, 1}, {1, 1});  // no kernel on the fake GPU: runs on the CPU
+    EXPECT_EQ(gy.device(), gpu);
+    const auto vb = values(b);
+    ConvCase k{1, 2, 5, 5, 3, 3, 3, 1, {1, 1}, {1, 1}, {1, 1}};
+    expect_near(values(gy.to(kCpu)), ref_conv(k, values(x), values(w), &vb, 5, 5), 1e-5, "fallback");
+    expect_error([&] { conv2d(x, gw); }, "conv2d", "metal:0");
+    expect_error([&] { conv2d(x, w, gb); }, "conv2d", "metal:0");
+    expect_error([&] { conv_transpose2d(gx, w.transpose(0, 1).contiguous()); }, "conv_transpose2d", "metal:0");
+    expect_error([&] { conv2d_backward_input(gy, w, x.shape(), {1, 1}, {1, 1}); }, "conv2d_backward_input", "metal:0");
+    expect_error([&] { conv2d_backward_weight(gy, x, w.shape(), {1, 1}, {1, 1}); }, "conv2d_backward_weight", "metal:0");
+    auto [py, pidx] = max_pool2d_with_indices(gx, {2, 2});
+    EXPECT_EQ(pidx.device(), gpu);
+    expect_error([&] { max_pool2d_backward(py, pidx.to(kCpu), gx.shape()); }, "max_pool2d_backward", "metal:0");
+  }
 }

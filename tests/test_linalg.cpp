@@ -8,6 +8,7 @@
 
 #include "kiln/generator.h"
 #include "kiln/ops.h"
+#include "tests/support/fake_backend.h"
 
 using namespace kiln;
 
@@ -214,4 +215,25 @@ TEST(MatmulErrors, EveryPathNamesOpAndLeavesInputs) {
   expect_error([&] { linear(a, v); }, "linear", "2-d weight");
   EXPECT_EQ(values(a), va);
   EXPECT_EQ(values(b), vb);
+}
+
+// A device without matmul kernels (the fake GPU of tests/support) falls back to the CPU
+// and the result comes back to the device. Mixing devices is an error that names both.
+// (The fake device has no Copy kernel, so only contiguous inputs can be staged from it.)
+TEST(MatmulDevices, MismatchAndCpuFallback) {
+  kiln::testing::FakeGpuScope scope;
+  const Device gpu = kiln::testing::kFakeGpu;
+  {
+    Tensor a = rnd({4, 3}), b = rnd({4, 2}), v = rnd({3}), a2 = rnd({2, 4});
+    Tensor ga = a.to(gpu), gb = b.to(gpu), gv = v.to(gpu);
+    Tensor gd = matmul(a2.to(gpu), ga);  // [2, 4] @ [4, 3]
+    EXPECT_EQ(gd.device(), gpu);
+    expect_near(values(gd.to(kCpu)), naive_bmm(values(a2), values(a), 1, 1, 2, 4, 3), 1e-5, "fallback");
+    expect_error([&] { matmul(a, gb); }, "matmul", "metal:0");
+    expect_error([&] { mm(a.t(), gb); }, "mm", "metal:0");
+    expect_error([&] { bmm(a.unsqueeze(0), gb.unsqueeze(0)); }, "bmm", "metal:0");
+    expect_error([&] { mv(ga, v); }, "mv", "metal:0");
+    expect_error([&] { linear(gv, a); }, "linear", "metal:0");
+    expect_error([&] { linear(v, ga.t(), rnd({4})); }, "linear", "metal:0");
+  }
 }
