@@ -7,6 +7,7 @@
 #include "kiln/op_attrs.h"
 #include "src/backend/cpu/kernels.h"
 #include "src/backend/cpu/loops.h"
+#include "src/backend/cpu/vector_math.h"
 
 namespace kiln::cpu {
 
@@ -88,50 +89,49 @@ void random_kernel(const KernelArgs& a) {
 }
 
 // ---- unary ----
-template <typename T>
-C<T> unary_value(OpId op, C<T> x, const ClampAttrs* clamp) {
-  using V = C<T>;
-  switch (op) {
-    case OpId::Neg: return V(-x);
-    case OpId::Abs: if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x;
-    case OpId::Sign: return V((V(0) < x) - (x < V(0)));
-    case OpId::Relu:  // NaN propagates, as in PyTorch
-      if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; }
-      return x > V(0) ? x : V(0);
-    case OpId::LogicalNot: return V(!x);
-    case OpId::Clamp: {
-      if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);
-      if (clamp->has_max && x > V(clamp->max)) x = V(clamp->max);
-      return x;
-    }
-    default: break;
+// One op's scalar function, chosen at compile time so that each loop body is
+// branch-free and the compiler can vectorise it.
+template <OpId Op, typename V>
+[[gnu::always_inline]] inline V unary_value(V x, const ClampAttrs* clamp) {
+  if constexpr (Op == OpId::Neg) return V(-x);
+  else if constexpr (Op == OpId::Abs) { if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x; }
+  else if constexpr (Op == OpId::Sign) return V((V(0) < x) - (x < V(0)));
+  else if constexpr (Op == OpId::Relu) return x > V(0) ? x : V(0);
+  else if constexpr (Op == OpId::LogicalNot) return V(!x);
+  else if constexpr (Op == OpId::Clamp) {
+    if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);
+    if (clamp->has_max && x > V(clamp->max)) x = V(clamp->max);
+    return x;
+  } else if constexpr (!std::is_floating_point_v<V>) {
+    return x;  // float-only ops are registered for floating dtypes only
+  } else if constexpr (std::is_same_v<V, float> &&
+                       (Op == OpId::Exp || Op == OpId::Sigmoid || Op == OpId::Silu || Op == OpId::Gelu)) {
+    if constexpr (Op == OpId::Exp) return vmath::exp_f32(x);
+    else if constexpr (Op == OpId::Sigmoid) return 1.f / (1.f + vmath::exp_f32(-x));
+    else if constexpr (Op == OpId::Silu) return x / (1.f + vmath::exp_f32(-x));
+    else return 0.5f * x * vmath::erfc_f32(x * -0.70710678118654752f);
+  } else if constexpr (Op == OpId::Exp) return std::exp(x);
+  else if constexpr (Op == OpId::Log) return std::log(x);
+  else if constexpr (Op == OpId::Sqrt) return std::sqrt(x);
+  else if constexpr (Op == OpId::Rsqrt) return V(1) / std::sqrt(x);
+  else if constexpr (Op == OpId::Reciprocal) return V(1) / x;
+  else if constexpr (Op == OpId::Sin) return std::sin(x);
+  else if constexpr (Op == OpId::Cos) return std::cos(x);
+  else if constexpr (Op == OpId::Tanh) return std::tanh(x);
+  else if constexpr (Op == OpId::Sigmoid) return V(1) / (V(1) + std::exp(-x));
+  else if constexpr (Op == OpId::Silu) return x / (V(1) + std::exp(-x));
+  else if constexpr (Op == OpId::Gelu) return V(0.5) * x * (V(1) + std::erf(x * V(0.7071067811865476)));
+  else if constexpr (Op == OpId::GeluTanh) {
+    const V k = V(0.7978845608028654);  // sqrt(2/pi)
+    return V(0.5) * x * (V(1) + std::tanh(k * (x + V(0.044715) * x * x * x)));
+  } else {
+    static_assert(Op == OpId::Neg, "not a unary op");
   }
-  if constexpr (std::is_floating_point_v<V>) {
-    switch (op) {
-      case OpId::Exp: return std::exp(x);
-      case OpId::Log: return std::log(x);
-      case OpId::Sqrt: return std::sqrt(x);
-      case OpId::Rsqrt: return V(1) / std::sqrt(x);
-      case OpId::Reciprocal: return V(1) / x;
-      case OpId::Sin: return std::sin(x);
-      case OpId::Cos: return std::cos(x);
-      case OpId::Tanh: return std::tanh(x);
-      case OpId::Sigmoid: return V(1) / (V(1) + std::exp(-x));
-      case OpId::Silu: return x / (V(1) + std::exp(-x));
-      case OpId::Gelu: return V(0.5) * x * (V(1) + std::erf(x * V(0.7071067811865476)));
-      case OpId::GeluTanh: {
-        const V k = V(0.7978845608028654);  // sqrt(2/pi)
-        return V(0.5) * x * (V(1) + std::tanh(k * (x + V(0.044715) * x * x * x)));
-      }
-      default: break;
-    }
-  }
-  KILN_FAIL(op_name(op), "not implemented for this dtype on cpu");
 }
 
 template <typename T, OpId Op>
 void unary_fixed(const Tensor& out, const Tensor& in, const ClampAttrs* clamp) {
-  cpu_map<T, T>(out, {&in}, [clamp](T x) { return T(unary_value<T>(Op, C<T>(x), clamp)); });
+  cpu_map<T, T>(out, {&in}, [clamp](T x) { return T(unary_value<Op, C<T>>(C<T>(x), clamp)); });
 }
 
 // The op is a template argument so each loop body is a straight-line, vectorisable function.
@@ -156,31 +156,35 @@ void unary_kernel(const KernelArgs& a) {
 }
 
 // ---- binary ----
-template <typename V>
-V binary_value(OpId op, V x, V y, V alpha) {
-  switch (op) {
-    case OpId::Add: return V(x + alpha * y);
-    case OpId::Sub: return V(x - alpha * y);
-    case OpId::Mul: return V(x * y);
-    case OpId::Div: return V(x / y);
-    case OpId::Maximum: if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; if (y != y) return y; }
-      return x > y ? x : y;
-    case OpId::Minimum: if constexpr (std::is_floating_point_v<V>) { if (x != x) return x; if (y != y) return y; }
-      return x < y ? x : y;
-    case OpId::Pow:
-      if constexpr (std::is_floating_point_v<V>) {
-        return std::pow(x, y);
-      } else {
-        if constexpr (!std::is_same_v<V, bool>) {
-          if (y < 0) return V(x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0));
-        }
-        V r = 1, b = x;
-        for (auto e = y; e > 0; e /= 2) { if (e % 2) r = V(r * b); b = V(b * b); }
-        return r;
+template <OpId Op, typename V>
+[[gnu::always_inline]] inline V binary_value(V x, V y, V alpha) {
+  if constexpr (Op == OpId::Add) return V(x + alpha * y);
+  else if constexpr (Op == OpId::Sub) return V(x - alpha * y);
+  else if constexpr (Op == OpId::Mul) return V(x * y);
+  else if constexpr (Op == OpId::Div) return V(x / y);
+  else if constexpr (Op == OpId::Maximum || Op == OpId::Minimum) {
+    if constexpr (std::is_floating_point_v<V>) {  // NaN propagates, as in PyTorch
+      if (x != x) return x;
+      if (y != y) return y;
+    }
+    return Op == OpId::Maximum ? (x > y ? x : y) : (x < y ? x : y);
+  } else if constexpr (Op == OpId::Pow) {
+    if constexpr (std::is_floating_point_v<V>) {
+      return std::pow(x, y);
+    } else {
+      if constexpr (!std::is_same_v<V, bool>) {
+        if (y < 0) return V(x == 1 ? 1 : (x == -1 ? ((y & 1) ? -1 : 1) : 0));
       }
-    default: break;
+      V r = 1, b = x;
+      for (auto e = y; e > 0; e /= 2) {
+        if (e % 2) r = V(r * b);
+        b = V(b * b);
+      }
+      return r;
+    }
+  } else {
+    static_assert(Op == OpId::Add, "not an arithmetic binary op");
   }
-  KILN_FAIL(op_name(op), "is not an arithmetic binary op");
 }
 
 template <typename V>
@@ -201,7 +205,7 @@ bool compare_value(OpId op, V x, V y) {
 
 template <typename T, OpId Op>
 void binary_fixed(const Tensor& out, const Tensor& x, const Tensor& y, C<T> alpha) {
-  cpu_map<T, T, T>(out, {&x, &y}, [alpha](T a, T b) { return T(binary_value<C<T>>(Op, C<T>(a), C<T>(b), alpha)); });
+  cpu_map<T, T, T>(out, {&x, &y}, [alpha](T a, T b) { return T(binary_value<Op, C<T>>(C<T>(a), C<T>(b), alpha)); });
 }
 
 template <typename T>
