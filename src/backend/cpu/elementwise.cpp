@@ -96,7 +96,7 @@ template <OpId Op, typename V>
   if constexpr (Op == OpId::Neg) return V(-x);
   else if constexpr (Op == OpId::Abs) { if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x; }
   else if constexpr (Op == OpId::Sign) return V((V(0) < x) - (x < V(0)));
-  else if constexpr (Op == OpId::Relu) return x > V(0) ? x : V(0);
+  else if constexpr (Op == OpId::Relu) return x > V(0) || x != x ? x : V(0);  // NaN propagates, as in PyTorch
   else if constexpr (Op == OpId::LogicalNot) return V(!x);
   else if constexpr (Op == OpId::Clamp) {
     if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);
