@@ -5,6 +5,7 @@
 #include "kiln/op_attrs.h"
 #include "src/backend/cuda/kernels.h"
 #include "src/backend/cuda/loops.cuh"
+#include "src/backend/cuda/philox.cuh"
 
 namespace kiln::cuda {
 
@@ -75,21 +76,6 @@ void arange_kernel(const KernelArgs& a) {
   });
 }
 
-// Philox-4x32-10, the same function as kiln::Philox4x32 on the CPU.
-__device__ __forceinline__ void philox(uint64_t seed, uint64_t counter, uint32_t out[4]) {
-  uint32_t c0 = uint32_t(counter), c1 = uint32_t(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-#pragma unroll
-  for (int r = 0; r < 10; ++r) {
-    const uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    const uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    const uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c1 = lo1; c3 = lo0; c0 = n0; c2 = n2;
-    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-  }
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-}
-
 // Element i uses counter (offset + i) and the CPU's formulas in double precision.
 template <typename T>
 __global__ void random_kernel_(T* out, int64_t n, int kind, double lo, double hi, uint64_t seed, uint64_t offset) {
@@ -98,7 +84,7 @@ __global__ void random_kernel_(T* out, int64_t n, int kind, double lo, double hi
     philox(seed, offset + uint64_t(i), w);
     double v;
     if (kind == 0) {
-      v = lo + (hi - lo) * double(float(w[0] >> 8) * (1.0f / 16777216.0f));
+      v = lo + (hi - lo) * double(philox_unit(w[0]));
     } else if (kind == 1) {
       const double u1 = (double(w[0]) + 1.0) / 4294967297.0, u2 = double(w[1]) / 4294967296.0;
       v = lo + hi * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);

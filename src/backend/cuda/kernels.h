@@ -3,11 +3,30 @@
 // cuda_backend.cpp.
 #include "kiln/dispatch.h"
 
+namespace kiln {
+class Tensor;
+}
+
 namespace kiln::cuda {
 void register_copy(KernelRegistry& r);         // copy.cu: copy/cast, fill, arange, random
 void register_unary(KernelRegistry& r);        // unary.cu
 void register_binary(KernelRegistry& r);       // binary.cu: arithmetic, comparisons, where, activation backward
 void register_reduce(KernelRegistry& r);       // reduce.cu
 void register_linalg(KernelRegistry& r);       // linalg.cpp (cuBLASLt)
-void register_nn(KernelRegistry& r);           // nn.cpp (cuDNN) and nn.cu
+void register_nn(KernelRegistry& r);           // nn.cpp: the two below
+void register_conv(KernelRegistry& r);         // conv.cpp (cuDNN)
+void register_nn_kernels(KernelRegistry& r);   // nn.cu
+void register_attention(KernelRegistry& r);    // attention.cpp
+void register_pool(KernelRegistry& r);         // pool.cu
+void register_optim(KernelRegistry& r);        // optim.cu
+
+// c = alpha * a b through cuBLASLt (linalg.cpp): a [B?, M, K], b [B?, K, N] row-major or
+// transposed-contiguous, c contiguous [B, M, N], possibly float32 for 16-bit a and b.
+void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, bool allow_tf32, int device);
+// Softmax over the last dim of s [R, n] (float or double, contiguous) into p (any floating
+// dtype) and the rows' log-sum-exp into lse [R] (s's dtype) (reduce.cu).
+void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, int device);
+// Runs the op's CPU kernel on CPU copies of the arguments and copies the outputs back
+// (for attribute combinations a CUDA kernel does not cover).
+void run_on_cpu(const KernelArgs& args);
 }  // namespace kiln::cuda

@@ -98,36 +98,40 @@ cublasLtMatrixLayout_t layout(cudaDataType_t t, int64_t rows, int64_t cols, int6
   return l;
 }
 
-void matmul_kernel(const KernelArgs& args) {
-  const Tensor& ta = args.inputs[0];
-  const Tensor& tb = args.inputs[1];
-  const Tensor& tc = args.outputs[0];
-  const bool tf32 = args.attrs ? args.attr<MatmulAttrs>().allow_tf32 : false;
+cudaDataType_t blas_type(DType t) {
+  switch (t) {
+    case DType::Float32: return CUDA_R_32F;
+    case DType::Float16: return CUDA_R_16F;
+    case DType::BFloat16: return CUDA_R_16BF;
+    case DType::Float64: return CUDA_R_64F;
+    default: KILN_FAIL("matmul", "not implemented for dtype ", dtype_name(t), " on cuda");
+  }
+}
+
+}  // namespace
+
+void gemm(const Tensor& ta, const Tensor& tb, const Tensor& tc, double alpha_v, bool tf32, int dev) {
   const Operand a = operand(ta), b = operand(tb);
   const int64_t m = a.rows, k = a.cols, n = b.cols, batch = std::max(a.batch, b.batch);
-  const int dev = args.device.index;
   CudaDeviceGuard guard(dev);
-
-  cudaDataType_t dt;
+  const cudaDataType_t dt = blas_type(ta.dtype()), ct = blas_type(tc.dtype());
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   cudaDataType_t scale = CUDA_R_32F;
-  switch (tc.dtype()) {
-    case DType::Float32: dt = CUDA_R_32F; if (tf32) compute = CUBLAS_COMPUTE_32F_FAST_TF32; break;
-    case DType::Float16: dt = CUDA_R_16F; break;
-    case DType::BFloat16: dt = CUDA_R_16BF; break;
-    case DType::Float64: dt = CUDA_R_64F; compute = CUBLAS_COMPUTE_64F; scale = CUDA_R_64F; break;
-    default: KILN_FAIL("matmul", "not implemented for dtype ", dtype_name(tc.dtype()), " on cuda");
+  if (ta.dtype() == DType::Float32 && tf32) compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+  if (ta.dtype() == DType::Float64) {
+    compute = CUBLAS_COMPUTE_64F;
+    scale = CUDA_R_64F;
   }
 
   std::lock_guard<std::mutex> lock(g_mutex);
   DeviceBlas& d = blas(dev);
   const uint32_t al_a = alignment(tb.data_ptr()), al_b = alignment(ta.data_ptr()), al_c = alignment(tc.data_ptr());
-  const PlanKey key{dev, int(tc.dtype()), m, n, k, batch, a.batch, b.batch, a.trans, b.trans, tf32,
+  const PlanKey key{dev, int(ta.dtype()) * 16 + int(tc.dtype()), m, n, k, batch, a.batch, b.batch, a.trans, b.trans, tf32,
                     al_a | (al_b << 9) | (al_c << 18)};
   auto& slot = d.plans[key];
   if (!slot) {
     auto p = std::make_unique<Plan>();
-    p->f64 = tc.dtype() == DType::Float64;
+    p->f64 = ta.dtype() == DType::Float64;
     KILN_BLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, scale));
     // Lt's first operand is our b (column-major N x K view), its second our a.
     const cublasOperation_t op_first = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -137,7 +141,7 @@ void matmul_kernel(const KernelArgs& args) {
     const int64_t sb = b.batch > 1 ? k * n : 0, sa = a.batch > 1 ? m * k : 0;
     p->a = b.trans ? layout(dt, k, n, k, batch, sb) : layout(dt, n, k, n, batch, sb);
     p->b = a.trans ? layout(dt, m, k, m, batch, sa) : layout(dt, k, m, k, batch, sa);
-    p->c = layout(dt, n, m, n, batch, m * n);
+    p->c = layout(ct, n, m, n, batch, m * n);
     cublasLtMatmulPreference_t pref;
     KILN_BLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const uint64_t ws = kWorkspace;
@@ -158,8 +162,8 @@ void matmul_kernel(const KernelArgs& args) {
     slot = std::move(p);
   }
   Plan& p = *slot;
-  const float one_f = 1.0f, zero_f = 0.0f;
-  const double one_d = 1.0, zero_d = 0.0;
+  const float one_f = float(alpha_v), zero_f = 0.0f;
+  const double one_d = alpha_v, zero_d = 0.0;
   const void* alpha = p.f64 ? static_cast<const void*>(&one_d) : &one_f;
   const void* beta = p.f64 ? static_cast<const void*>(&zero_d) : &zero_f;
   KILN_BLAS_CHECK(cublasLtMatmul(d.handle, p.desc, alpha, tb.data_ptr(), p.a, ta.data_ptr(), p.b, beta,
@@ -167,6 +171,11 @@ void matmul_kernel(const KernelArgs& args) {
                                  d.workspace, kWorkspace, current_stream(dev)));
 }
 
+namespace {
+void matmul_kernel(const KernelArgs& args) {
+  const bool tf32 = args.attrs ? args.attr<MatmulAttrs>().allow_tf32 : false;
+  gemm(args.inputs[0], args.inputs[1], args.outputs[0], 1.0, tf32, args.device.index);
+}
 }  // namespace
 
 void register_linalg(KernelRegistry& r) {

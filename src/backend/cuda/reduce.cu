@@ -356,7 +356,7 @@ __device__ __forceinline__ void online_add(MaxSum<A>& a, A x) {
     a.s = a.s * exp(a.m - x) + A(1);
     a.m = x;
   } else if (x == x) {
-    a.s += exp(x - a.m);
+    if (a.m != A(-INFINITY)) a.s += exp(x - a.m);  // -inf with nothing finite yet adds nothing
   } else {
     a.m = x;  // NaN: the whole row becomes NaN
     a.s = x;
@@ -409,8 +409,9 @@ __device__ __forceinline__ A row_all_combine(const C& c, A a, int tpr, A* smem) 
   return a;
 }
 
-template <typename T, bool kLog>
-__global__ void softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t n, int tpr) {
+template <typename T, bool kLog, typename TOut = T>
+__global__ void softmax_rows_kernel(const T* x, TOut* y, int64_t rows, int64_t n, int tpr,
+                                    std::conditional_t<std::is_same_v<T, double>, double, float>* lse = nullptr) {
   using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
   __shared__ MaxSum<A> smem[kBlock / 32];
   const int64_t row = int64_t(blockIdx.x) * (kBlock / tpr) + threadIdx.x / tpr;
@@ -422,13 +423,14 @@ __global__ void softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t n, i
     for (int64_t k = lane; k < n; k += tpr) online_add(a, convert<A>(xr[k]));
   a = row_all_combine(OnlineCombine<A>{}, a, tpr, smem);
   if (!active) return;
-  T* yr = y + row * n;
+  TOut* yr = y + row * n;
+  if (lse && lane == 0) lse[row] = a.m + log(a.s);
   if constexpr (kLog) {
     const A logs = log(a.s);
-    for (int64_t k = lane; k < n; k += tpr) yr[k] = convert<T>((convert<A>(xr[k]) - a.m) - logs);
+    for (int64_t k = lane; k < n; k += tpr) yr[k] = convert<TOut>((convert<A>(xr[k]) - a.m) - logs);
   } else {
     const A inv = A(1) / a.s;
-    for (int64_t k = lane; k < n; k += tpr) yr[k] = convert<T>(exp(convert<A>(xr[k]) - a.m) * inv);
+    for (int64_t k = lane; k < n; k += tpr) yr[k] = convert<TOut>(exp(convert<A>(xr[k]) - a.m) * inv);
   }
 }
 
@@ -527,6 +529,29 @@ void softmax_kernel(const KernelArgs& a) {
 }
 
 }  // namespace
+
+void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, int dev) {
+  const int64_t n = s.size(s.dim() - 1), rows = s.numel() / std::max<int64_t>(1, n);
+  if (rows == 0) return;
+  CudaDeviceGuard guard(dev);
+  cudaStream_t stream = current_stream(dev);
+  const int tpr = n >= 1024 ? kBlock : 32;
+  const unsigned blocks = unsigned((rows + kBlock / tpr - 1) / (kBlock / tpr));
+  auto go = [&]<typename A>() {
+    KILN_DISPATCH_FLOATING(p.dtype(), "scaled_dot_product_attention", [&]<typename TK>() {
+      using TO = dev_t<TK>;
+      if constexpr (std::is_same_v<A, double> == std::is_same_v<TO, double>)
+        softmax_rows_kernel<A, false, TO><<<blocks, kBlock, 0, stream>>>(
+            static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), rows, n, tpr,
+            static_cast<A*>(lse.data_ptr()));
+      else
+        KILN_FAIL("scaled_dot_product_attention", "scores and probabilities of mismatched precision");
+    });
+  };
+  if (s.dtype() == DType::Float64) go.template operator()<double>();
+  else go.template operator()<float>();
+  KILN_CUDA_CHECK_LAUNCH("scaled_dot_product_attention");
+}
 
 void register_reduce(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;

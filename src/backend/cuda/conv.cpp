@@ -1,0 +1,233 @@
+// CUDA convolutions through cuDNN 9 (the convolution API): conv2d forward, its backward
+// data and weight, and conv_transpose2d (the backward data of the convolution whose
+// filter is the transposed conv's weight [Cin, Cout/g, kh, kw]). Tensors are NCHW
+// contiguous. float32 runs without TF32 (as PyTorch's default for cuDNN), float16 and
+// bfloat16 on tensor cores with float accumulation, float64 in double. The algorithm of
+// each shape is chosen once by timing every candidate (like torch.backends.cudnn.benchmark)
+// and cached; workspace comes from the caching allocator.
+#include <cudnn.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kiln/op_attrs.h"
+#include "kiln/ops.h"
+#include "kiln/tensor.h"
+#include "src/backend/cuda/cuda_common.h"
+#include "src/backend/cuda/kernels.h"
+
+namespace kiln::cuda {
+
+namespace {
+
+void check_dnn(cudnnStatus_t s, const char* call, const char* op) {
+  if (s != CUDNN_STATUS_SUCCESS) KILN_FAIL(op, "cuDNN error in ", call, ": ", cudnnGetErrorString(s));
+}
+#define KILN_DNN_CHECK(call, op) check_dnn((call), #call, op)
+
+std::mutex g_mutex;
+std::map<int, cudnnHandle_t> g_handles;
+
+cudnnHandle_t handle(int dev, const char* op) {
+  cudnnHandle_t& h = g_handles[dev];
+  if (!h) KILN_DNN_CHECK(cudnnCreate(&h), op);
+  KILN_DNN_CHECK(cudnnSetStream(h, current_stream(dev)), op);
+  return h;
+}
+
+cudnnDataType_t dnn_type(DType t, const char* op) {
+  switch (t) {
+    case DType::Float32: return CUDNN_DATA_FLOAT;
+    case DType::Float64: return CUDNN_DATA_DOUBLE;
+    case DType::Float16: return CUDNN_DATA_HALF;
+    case DType::BFloat16: return CUDNN_DATA_BFLOAT16;
+    default: KILN_FAIL(op, "not implemented for dtype ", dtype_name(t), " on cuda");
+  }
+}
+
+struct Descs {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  Descs() = default;
+  Descs(const Descs&) = delete;
+  ~Descs() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+// The convolution x [N, C, H, W] * w [K, C/g, kh, kw] -> y [N, K, P, Q].
+void make_descs(Descs& d, DType dt, const Shape& x, const Shape& w, const Shape& y, const Conv2dAttrs& a,
+                const char* op) {
+  const cudnnDataType_t t = dnn_type(dt, op);
+  KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&d.x), op);
+  KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&d.y), op);
+  KILN_DNN_CHECK(cudnnCreateFilterDescriptor(&d.w), op);
+  KILN_DNN_CHECK(cudnnCreateConvolutionDescriptor(&d.conv), op);
+  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NCHW, t, int(x[0]), int(x[1]), int(x[2]), int(x[3])), op);
+  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NCHW, t, int(y[0]), int(y[1]), int(y[2]), int(y[3])), op);
+  KILN_DNN_CHECK(cudnnSetFilter4dDescriptor(d.w, t, CUDNN_TENSOR_NCHW, int(w[0]), int(w[1]), int(w[2]), int(w[3])), op);
+  const cudnnDataType_t acc = dt == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  KILN_DNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, int(a.padding[0]), int(a.padding[1]), int(a.stride[0]),
+                                                 int(a.stride[1]), int(a.dilation[0]), int(a.dilation[1]),
+                                                 CUDNN_CROSS_CORRELATION, acc),
+                 op);
+  KILN_DNN_CHECK(cudnnSetConvolutionGroupCount(d.conv, int(a.groups)), op);
+  const cudnnMathType_t math = dt == DType::Float32   ? CUDNN_FMA_MATH
+                               : dt == DType::Float64 ? CUDNN_DEFAULT_MATH
+                                                      : CUDNN_TENSOR_OP_MATH;
+  KILN_DNN_CHECK(cudnnSetConvolutionMathType(d.conv, math), op);
+}
+
+enum class Kind { Forward, BackwardData, BackwardFilter };
+
+struct Choice {
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t workspace = 0;
+};
+
+using Key = std::tuple<int, int, int, Shape, Shape, Shape, std::string>;
+std::map<Key, Choice> g_choices;
+
+std::string attrs_key(const Conv2dAttrs& a) {
+  std::string s;
+  for (int64_t v : {a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1], a.groups})
+    s += std::to_string(v) + ",";
+  return s;
+}
+
+template <typename Perf>
+Choice pick(const Perf* perf, int n, const char* op) {
+  for (int i = 0; i < n; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) return Choice{int(perf[i].algo), perf[i].mathType, perf[i].memory};
+  KILN_FAIL(op, "cuDNN found no algorithm for this convolution");
+}
+
+Choice choose(Kind kind, cudnnHandle_t h, const Descs& d, int dev, DType dt, const Shape& x, const Shape& w,
+              const Shape& y, const Conv2dAttrs& a, const char* op) {
+  const Key key{int(kind), dev, int(dt), x, w, y, attrs_key(a)};
+  if (auto it = g_choices.find(key); it != g_choices.end()) return it->second;
+  constexpr int kMax = 16;
+  int n = 0;
+  Choice c;
+  // Timed search: cuDNN allocates its own scratch buffers for it.
+  if (kind == Kind::Forward) {
+    cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+    KILN_DNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, kMax, &n, perf), op);
+    c = pick(perf, n, op);
+  } else if (kind == Kind::BackwardData) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+    KILN_DNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, kMax, &n, perf), op);
+    c = pick(perf, n, op);
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+    KILN_DNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, kMax, &n, perf), op);
+    c = pick(perf, n, op);
+  }
+  g_choices[key] = c;
+  return c;
+}
+
+Tensor workspace(size_t bytes, int dev) {
+  if (bytes == 0) return Tensor();
+  return empty({int64_t((bytes + 7) / 8)}, TensorOptions(DType::Int64).device(Device(DeviceType::Cuda, dev)));
+}
+
+// Scaling factors: double for double data, float otherwise.
+struct Scale {
+  float f1 = 1, f0 = 0;
+  double d1 = 1, d0 = 0;
+  bool dbl;
+  const void* one() const { return dbl ? static_cast<const void*>(&d1) : &f1; }
+  const void* zero() const { return dbl ? static_cast<const void*>(&d0) : &f0; }
+};
+
+void add_bias(const Tensor& y, const Tensor& bias) {
+  Tensor out = y;
+  add_(out, bias.view({1, -1, 1, 1}));
+}
+
+// x, w, y: the forward convolution's operands. Runs the kind's cuDNN call on them.
+void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
+              const Conv2dAttrs& a) {
+  CudaDeviceGuard guard(dev);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  cudnnHandle_t h = handle(dev, op);
+  const DType dt = y.dtype();
+  Descs d;
+  make_descs(d, dt, x.shape(), w.shape(), y.shape(), a, op);
+  const Choice c = choose(kind, h, d, dev, dt, x.shape(), w.shape(), y.shape(), a, op);
+  KILN_DNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math), op);
+  Tensor ws = workspace(c.workspace, dev);
+  void* wsp = ws.defined() ? ws.data_ptr() : nullptr;
+  const Scale s{.dbl = dt == DType::Float64};
+  switch (kind) {
+    case Kind::Forward:
+      KILN_DNN_CHECK(cudnnConvolutionForward(h, s.one(), d.x, x.data_ptr(), d.w, w.data_ptr(), d.conv,
+                                             cudnnConvolutionFwdAlgo_t(c.algo), wsp, c.workspace, s.zero(), d.y,
+                                             y.data_ptr()),
+                     op);
+      break;
+    case Kind::BackwardData:
+      KILN_DNN_CHECK(cudnnConvolutionBackwardData(h, s.one(), d.w, w.data_ptr(), d.y, y.data_ptr(), d.conv,
+                                                  cudnnConvolutionBwdDataAlgo_t(c.algo), wsp, c.workspace, s.zero(),
+                                                  d.x, x.data_ptr()),
+                     op);
+      break;
+    case Kind::BackwardFilter:
+      KILN_DNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(), d.x, x.data_ptr(), d.y, y.data_ptr(), d.conv,
+                                                    cudnnConvolutionBwdFilterAlgo_t(c.algo), wsp, c.workspace,
+                                                    s.zero(), d.w, w.data_ptr()),
+                     op);
+      break;
+  }
+}
+
+// in (x, w[, bias]) -> y
+void conv2d_kernel(const KernelArgs& k) {
+  const auto& a = k.attr<Conv2dAttrs>();
+  run_conv(Kind::Forward, "conv2d", k.device.index, k.inputs[0], k.inputs[1], k.outputs[0], a);
+  if (a.has_bias) add_bias(k.outputs[0], k.inputs[2]);
+}
+
+// in (x, w [Cin, Cout/g, kh, kw][, bias]) -> y: y is the "x" of a convolution whose output is x.
+void conv_transpose2d_kernel(const KernelArgs& k) {
+  const auto& a = k.attr<Conv2dAttrs>();
+  run_conv(Kind::BackwardData, "conv_transpose2d", k.device.index, k.outputs[0], k.inputs[1], k.inputs[0], a);
+  if (a.has_bias) add_bias(k.outputs[0], k.inputs[2]);
+}
+
+// in (grad_out, w) -> grad_x
+void conv2d_backward_input_kernel(const KernelArgs& k) {
+  run_conv(Kind::BackwardData, "conv2d_backward_input", k.device.index, k.outputs[0], k.inputs[1], k.inputs[0],
+           k.attr<Conv2dAttrs>());
+}
+
+// in (grad_out, x) -> (grad_w[, grad_bias])
+void conv2d_backward_weight_kernel(const KernelArgs& k) {
+  const auto& a = k.attr<Conv2dAttrs>();
+  run_conv(Kind::BackwardFilter, "conv2d_backward_weight", k.device.index, k.inputs[1], k.outputs[0], k.inputs[0], a);
+  if (a.has_bias) {
+    Tensor gb = k.outputs[1];
+    gb.copy_(sum(k.inputs[0], {0, 2, 3}));
+  }
+}
+
+}  // namespace
+
+void register_conv(KernelRegistry& r) {
+  const DeviceType cu = DeviceType::Cuda;
+  r.add(cu, OpId::Conv2d, conv2d_kernel, kFloatingDTypes);
+  r.add(cu, OpId::ConvTranspose2d, conv_transpose2d_kernel, kFloatingDTypes);
+  r.add(cu, OpId::Conv2dBackwardInput, conv2d_backward_input_kernel, kFloatingDTypes);
+  r.add(cu, OpId::Conv2dBackwardWeight, conv2d_backward_weight_kernel, kFloatingDTypes);
+}
+
+}  // namespace kiln::cuda

@@ -1,0 +1,470 @@
+// CUDA kernels of the nn family: batch_norm (eval and training, backward), layer_norm
+// (forward; its backward composes CUDA ops), dropout (Philox as the CPU), embedding and
+// its backward, index_select, cat. Contracts in ops.def. Statistics accumulate in float
+// (double for float64) with Welford's update; per-channel parameters of any floating
+// dtype are converted to the accumulation dtype first.
+#include <cmath>
+
+#include "kiln/op_attrs.h"
+#include "kiln/ops.h"
+#include "src/backend/cuda/kernels.h"
+#include "src/backend/cuda/loops.cuh"
+#include "src/backend/cuda/philox.cuh"
+
+namespace kiln::cuda {
+
+namespace {
+
+constexpr int kBlk = 256;
+
+template <typename A>
+struct Wf {
+  A mean, m2, n;
+};
+
+template <typename A>
+__device__ __forceinline__ void wf_combine(Wf<A>& a, const Wf<A>& b) {
+  if (b.n == A(0)) return;
+  if (a.n == A(0)) {
+    a = b;
+    return;
+  }
+  const A n = a.n + b.n, d = b.mean - a.mean;
+  a.mean += d * (b.n / n);
+  a.m2 += b.m2 + d * d * (a.n * b.n / n);
+  a.n = n;
+}
+
+// Combines one value per thread across the block; every thread gets the result.
+template <typename V, typename C>
+__device__ V block_all(V v, C combine) {
+  __shared__ char raw[sizeof(V) * kBlk];
+  V* s = reinterpret_cast<V*>(raw);
+  s[threadIdx.x] = v;
+  __syncthreads();
+  for (int w = kBlk / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) combine(s[threadIdx.x], s[threadIdx.x + w]);
+    __syncthreads();
+  }
+  V r = s[0];
+  __syncthreads();
+  return r;
+}
+
+// ---- batch_norm: x [N, C, HW] ----
+template <typename T, typename A>
+__global__ void bn_stats_kernel(const T* x, int64_t N, int64_t C, int64_t HW, A* mean, A* var) {
+  const int64_t c = blockIdx.x;
+  Wf<A> w{A(0), A(0), A(0)};
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = x + (n * C + c) * HW;
+    for (int64_t i = threadIdx.x; i < HW; i += kBlk) {
+      const A v = convert<A>(row[i]);
+      w.n += A(1);
+      const A d = v - w.mean;
+      w.mean += d / w.n;
+      w.m2 += d * (v - w.mean);
+    }
+  }
+  w = block_all(w, [](Wf<A>& a, const Wf<A>& b) { wf_combine(a, b); });
+  if (threadIdx.x == 0) {
+    mean[c] = w.mean;
+    var[c] = w.n > A(0) ? w.m2 / w.n : A(0);
+  }
+}
+
+// y = x * a[c] + b[c] (and, with g, y = g * a[c] + x * b[c] + d[c]) over [rows = N*C, HW].
+template <typename T, typename A>
+__device__ __forceinline__ T affine_one(const T* g, T xs, int64_t i, A a, A b, A d) {
+  const A xv = convert<A>(xs);
+  return g ? convert<T>(convert<A>(g[i]) * a + xv * b + d) : convert<T>(xv * a + b);
+}
+
+// Flat: short rows (HW < 128), one element per step.
+template <typename T, typename A>
+__global__ void channel_affine_flat_kernel(const T* g, const T* x, T* y, int64_t rows, int64_t C, int64_t HW,
+                                           const A* a, const A* b, const A* d) {
+  const int64_t total = rows * HW;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = (i / HW) % C;
+    y[i] = affine_one(g, x[i], i, a[c], b[c], d ? d[c] : A(0));
+  }
+}
+
+// Rows: a block per (n, c) row, 16-byte vectors when the row allows.
+template <typename T, typename A>
+__global__ void channel_affine_rows_kernel(const T* g, const T* x, T* y, int64_t C, int64_t HW, const A* a,
+                                           const A* b, const A* d, bool vec) {
+  constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+  const int64_t row = blockIdx.x;
+  const int64_t c = row % C;
+  const A ca = a[c], cb = b[c], cd = d ? d[c] : A(0);
+  const int64_t base = row * HW;
+  if (vec) {
+    const int64_t nv = HW / V;
+    for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) {
+      const Vec<T, V> xv = reinterpret_cast<const Vec<T, V>*>(x + base)[v];
+      Vec<T, V> gv;
+      if (g) gv = reinterpret_cast<const Vec<T, V>*>(g + base)[v];
+      Vec<T, V> o;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const A xa = convert<A>(xv.v[k]);
+        o.v[k] = g ? convert<T>(convert<A>(gv.v[k]) * ca + xa * cb + cd) : convert<T>(xa * ca + cb);
+      }
+      reinterpret_cast<Vec<T, V>*>(y + base)[v] = o;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) y[base + i] = affine_one(g, x[base + i], base + i, ca, cb, cd);
+  }
+}
+
+template <typename T, typename A>
+void channel_affine(const T* g, const T* x, T* y, int64_t rows, int64_t C, int64_t HW, const A* a, const A* b,
+                    const A* d, int dev, const char* op) {
+  cudaStream_t st = current_stream(dev);
+  if (rows * HW == 0) return;
+  if (HW < 128) {
+    channel_affine_flat_kernel<T, A><<<blocks_for(rows * HW, dev, 32), kThreads, 0, st>>>(g, x, y, rows, C, HW, a, b, d);
+  } else {
+    constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    const bool vec = HW % V == 0 && aligned(x) && aligned(y) && (!g || aligned(g));
+    const int threads = HW / (vec ? V : 1) >= 256 ? 256 : 128;
+    channel_affine_rows_kernel<T, A><<<unsigned(rows), threads, 0, st>>>(g, x, y, C, HW, a, b, d, vec);
+  }
+  KILN_CUDA_CHECK_LAUNCH(op);
+}
+
+template <typename T, typename A>
+__global__ void bn_grad_sums_kernel(const T* g, const T* x, int64_t N, int64_t C, int64_t HW, const A* mean,
+                                    A* sum_g, A* sum_gd) {
+  const int64_t c = blockIdx.x;
+  const A m = mean[c];
+  struct Two {
+    A a, b;
+  } s{A(0), A(0)};
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t base = (n * C + c) * HW;
+    for (int64_t i = threadIdx.x; i < HW; i += kBlk) {
+      const A gv = convert<A>(g[base + i]);
+      s.a += gv;
+      s.b += gv * (convert<A>(x[base + i]) - m);
+    }
+  }
+  s = block_all(s, [](Two& p, const Two& q) { p.a += q.a; p.b += q.b; });
+  if (threadIdx.x == 0) {
+    sum_g[c] = s.a;
+    sum_gd[c] = s.b;
+  }
+}
+
+DType acc_of(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
+
+template <typename A>
+A* ptr(const Tensor& t) {
+  return static_cast<A*>(t.data_ptr());
+}
+
+void batch_norm_kernel(const KernelArgs& k) {
+  const auto& at = k.attr<BatchNormAttrs>();
+  const Tensor& x = k.inputs[0];
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  cudaStream_t st = current_stream(dev);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.numel() / std::max<int64_t>(1, N * C);
+  const DType acc = acc_of(x.dtype());
+  const Tensor w = k.inputs[1].to(acc), b = k.inputs[2].to(acc);
+  Tensor mean, var;
+  if (at.training) {
+    mean = empty({C}, TensorOptions(acc).device(x.device()));
+    var = empty({C}, TensorOptions(acc).device(x.device()));
+  } else {
+    mean = k.inputs[3].to(acc).contiguous();
+    var = k.inputs[4].to(acc).contiguous();
+  }
+  KILN_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    if (at.training && C > 0) {
+      bn_stats_kernel<T, A><<<unsigned(C), kBlk, 0, st>>>(ptr<const T>(x), N, C, HW, ptr<A>(mean), ptr<A>(var));
+      KILN_CUDA_CHECK_LAUNCH("batch_norm");
+    }
+    // scale = w * invstd, shift = b - mean * scale (tiny [C] ops)
+    const Tensor invstd = rsqrt(add(var, at.eps));
+    const Tensor scale = mul(w, invstd).contiguous();
+    const Tensor shift = sub(b, mul(mean, scale)).contiguous();
+    if (x.numel() > 0) {
+      channel_affine<T, A>(nullptr, ptr<const T>(x), ptr<T>(k.outputs[0]), N * C, C, HW, ptr<const A>(scale),
+                           ptr<const A>(shift), nullptr, dev, "batch_norm");
+    }
+    if (!at.training) return;
+    Tensor o1 = k.outputs[1], o2 = k.outputs[2];
+    o1.copy_(mean);
+    o2.copy_(invstd);
+    if (at.has_running) {
+      const double count = double(N * HW), unbias = count > 1 ? count / (count - 1) : 1.0;
+      Tensor rm = k.outputs[3], rv = k.outputs[4];
+      rm.copy_(add(mul(rm.to(acc), 1 - at.momentum), mul(mean, at.momentum)));
+      rv.copy_(add(mul(rv.to(acc), 1 - at.momentum), mul(var, at.momentum * unbias)));
+    }
+  });
+}
+
+void batch_norm_backward_kernel(const KernelArgs& k) {
+  const bool training = k.attr<BatchNormAttrs>().training;
+  const Tensor& g = k.inputs[0];
+  const Tensor& x = k.inputs[1];
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  cudaStream_t st = current_stream(dev);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.numel() / std::max<int64_t>(1, N * C);
+  const DType acc = acc_of(x.dtype());
+  const Tensor w = k.inputs[2].to(acc), mean = k.inputs[3].to(acc).contiguous(), invstd = k.inputs[4].to(acc);
+  Tensor sum_g = empty({C}, TensorOptions(acc).device(x.device()));
+  Tensor sum_gd = empty({C}, TensorOptions(acc).device(x.device()));
+  KILN_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    if (C > 0) {
+      bn_grad_sums_kernel<T, A><<<unsigned(C), kBlk, 0, st>>>(ptr<const T>(g), ptr<const T>(x), N, C, HW,
+                                                              ptr<const A>(mean), ptr<A>(sum_g), ptr<A>(sum_gd));
+      KILN_CUDA_CHECK_LAUNCH("batch_norm_backward");
+    }
+    const double count = double(N * HW);
+    const Tensor kk = mul(w, invstd).contiguous();
+    Tensor k2 = zeros({C}, TensorOptions(acc).device(x.device())), k3 = zeros({C}, TensorOptions(acc).device(x.device()));
+    if (training) {
+      k2 = div(mul(mul(neg(kk), mul(invstd, invstd)), sum_gd), count);
+      k3 = div(mul(neg(kk), sum_g), count);
+    }
+    // grad_x = kk * g + k2 * x + (k3 - k2 * mean)
+    const Tensor d = sub(k3, mul(k2, mean)).contiguous();
+    k2 = k2.contiguous();
+    if (x.numel() > 0) {
+      channel_affine<T, A>(ptr<const T>(g), ptr<const T>(x), ptr<T>(k.outputs[0]), N * C, C, HW, ptr<const A>(kk),
+                           ptr<const A>(k2), ptr<const A>(d), dev, "batch_norm_backward");
+    }
+    Tensor gw = k.outputs[1], gb = k.outputs[2];
+    gw.copy_(mul(sum_gd, invstd));
+    gb.copy_(sum_g);
+  });
+}
+
+// ---- layer_norm: x [M, N] rows ----
+template <typename T, typename A, typename P>
+__global__ void layer_norm_kernel(const T* x, const P* w, const P* b, T* y, A* mean_out, A* rstd_out, int64_t M,
+                                  int64_t N, double eps) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * N;
+  Wf<A> s{A(0), A(0), A(0)};
+  for (int64_t i = threadIdx.x; i < N; i += kBlk) {
+    const A v = convert<A>(xr[i]);
+    s.n += A(1);
+    const A d = v - s.mean;
+    s.mean += d / s.n;
+    s.m2 += d * (v - s.mean);
+  }
+  s = block_all(s, [](Wf<A>& a, const Wf<A>& c) { wf_combine(a, c); });
+  const A var = s.n > A(0) ? s.m2 / s.n : A(0);
+  const A rstd = A(1) / ::sqrt(var + A(eps));
+  T* yr = y + row * N;
+  for (int64_t i = threadIdx.x; i < N; i += kBlk)
+    yr[i] = convert<T>((convert<A>(xr[i]) - s.mean) * rstd * convert<A>(w[i]) + convert<A>(b[i]));
+  if (threadIdx.x == 0) {
+    mean_out[row] = s.mean;
+    rstd_out[row] = rstd;
+  }
+}
+
+void layer_norm_kernel_entry(const KernelArgs& k) {
+  const auto& at = k.attr<LayerNormAttrs>();
+  const Tensor& x = k.inputs[0];
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  const int64_t M = x.size(0), N = x.size(1);
+  if (M == 0) return;
+  const DType acc = acc_of(x.dtype());
+  const Tensor w = k.inputs[1].to(acc).contiguous(), b = k.inputs[2].to(acc).contiguous();
+  KILN_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    layer_norm_kernel<T, A, A><<<unsigned(M), kBlk, 0, current_stream(dev)>>>(
+        ptr<const T>(x), ptr<const A>(w), ptr<const A>(b), ptr<T>(k.outputs[0]), ptr<A>(k.outputs[1]),
+        ptr<A>(k.outputs[2]), M, N, at.eps);
+    KILN_CUDA_CHECK_LAUNCH("layer_norm");
+  });
+}
+
+// grad_x = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w; grad_w = sum(g * xhat);
+// grad_b = sum(g), composed from CUDA ops.
+void layer_norm_backward_kernel(const KernelArgs& k) {
+  const Tensor& g = k.inputs[0];
+  const DType acc = acc_of(g.dtype());
+  const Tensor ga = g.to(acc), xa = k.inputs[1].to(acc);
+  const Tensor mean = k.inputs[2].to(acc).unsqueeze(1), rstd = k.inputs[3].to(acc).unsqueeze(1);
+  const Tensor w = k.inputs[4].to(acc);
+  const Tensor xhat = mul(sub(xa, mean), rstd);
+  const Tensor gw = mul(ga, w);
+  const Tensor gx = mul(rstd, sub(sub(gw, kiln::mean(gw, {1}, true)), mul(xhat, kiln::mean(mul(gw, xhat), {1}, true))));
+  Tensor o0 = k.outputs[0], o1 = k.outputs[1], o2 = k.outputs[2];
+  o0.copy_(gx);
+  o1.copy_(sum(mul(ga, xhat), {0}));
+  o2.copy_(sum(ga, {0}));
+}
+
+// ---- dropout ----
+template <typename T>
+__global__ void dropout_kernel(const T* x, T* y, bool* keep, int64_t n, float p, double scale, uint64_t seed,
+                               uint64_t offset) {
+  using A = comp_t<T>;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t w[4];
+    philox(seed, offset + uint64_t(i), w);
+    const bool k = philox_unit(w[0]) >= p;
+    keep[i] = k;
+    y[i] = k ? convert<T>(convert<A>(x[i]) * A(scale)) : convert<T>(A(0));
+  }
+}
+
+void dropout_entry(const KernelArgs& k) {
+  const auto& at = k.attr<DropoutAttrs>();
+  const Tensor& x = k.inputs[0];
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  if (x.numel() == 0) return;
+  KILN_DISPATCH_FLOATING(x.dtype(), "dropout", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    const double scale = at.p < 1.0 ? 1.0 / (1.0 - at.p) : 0.0;
+    dropout_kernel<T><<<blocks_for(x.numel(), dev), kThreads, 0, current_stream(dev)>>>(
+        ptr<const T>(x), ptr<T>(k.outputs[0]), ptr<bool>(k.outputs[1]), x.numel(), float(at.p), scale, at.seed,
+        at.offset);
+    KILN_CUDA_CHECK_LAUNCH("dropout");
+  });
+}
+
+// ---- index ops ----
+// Raises naming op when an index is outside [0, size), before anything is written.
+void check_indices(const char* op, const Tensor& idx, int64_t size, int64_t dim) {
+  if (idx.numel() == 0) return;
+  const int64_t lo = amin(idx).item<int64_t>(), hi = amax(idx).item<int64_t>();
+  KILN_CHECK(lo >= 0 && hi < size, op, "index ", lo < 0 ? lo : hi, " is out of range for dim ", dim, " of size ",
+             size);
+}
+
+// out [outer, K, inner] = t [outer, S, inner] at index[k] along the middle dim.
+template <typename T, typename I>
+__global__ void index_select_kernel(const T* t, const I* idx, T* out, int64_t outer, int64_t S, int64_t K,
+                                    int64_t inner) {
+  const int64_t total = outer * K * inner;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = i % inner, k = (i / inner) % K, o = i / (inner * K);
+    out[i] = t[(o * S + int64_t(idx[k])) * inner + j];
+  }
+}
+
+void index_select_rows(const char* op, const Tensor& t, const Tensor& idx, const Tensor& out, int64_t dim, int dev) {
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= t.size(d);
+  for (int64_t d = dim + 1; d < t.dim(); ++d) inner *= t.size(d);
+  const int64_t S = t.dim() ? t.size(dim) : 1, K = idx.numel();
+  if (out.numel() == 0) return;
+  KILN_DISPATCH_DTYPE(t.dtype(), op, [&]<typename TK>() {
+    using T = dev_t<TK>;
+    auto go = [&]<typename I>() {
+      index_select_kernel<T, I><<<blocks_for(out.numel(), dev), kThreads, 0, current_stream(dev)>>>(
+          ptr<const T>(t), ptr<const I>(idx), ptr<T>(out), outer, S, K, inner);
+    };
+    if (idx.dtype() == DType::Int32) go.template operator()<int32_t>();
+    else go.template operator()<int64_t>();
+    KILN_CUDA_CHECK_LAUNCH(op);
+  });
+}
+
+void index_select_entry(const KernelArgs& k) {
+  const int64_t dim = k.attr<DimAttrs>().dim;
+  const Tensor& t = k.inputs[0];
+  CudaDeviceGuard guard(k.device.index);
+  check_indices("index_select", k.inputs[1], t.dim() ? t.size(dim) : 1, dim);
+  index_select_rows("index_select", t, k.inputs[1], k.outputs[0], dim, k.device.index);
+}
+
+void embedding_entry(const KernelArgs& k) {
+  const Tensor& w = k.inputs[0];
+  CudaDeviceGuard guard(k.device.index);
+  check_indices("embedding", k.inputs[1], w.size(0), 0);
+  index_select_rows("embedding", w, k.inputs[1], k.outputs[0], 0, k.device.index);
+}
+
+// grad_weight[idx[n], :] += grad[n, :] (atomics in the accumulation type for float32/float64)
+template <typename T, typename I>
+__global__ void embedding_backward_kernel(const T* g, const I* idx, T* gw, int64_t N, int64_t D) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < N * D; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i / D, d = i % D;
+    atomicAdd(gw + int64_t(idx[n]) * D + d, g[i]);
+  }
+}
+
+void embedding_backward_entry(const KernelArgs& k) {
+  const Tensor& g = k.inputs[0];
+  const Tensor& idx = k.inputs[1];
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  Tensor gw = k.outputs[0];
+  const int64_t V = gw.size(0), D = gw.size(1), N = idx.numel();
+  check_indices("embedding_backward", idx, V, 0);
+  // float16/bfloat16 accumulate in a float32 buffer, then convert.
+  Tensor acc = (g.dtype() == DType::Float32 || g.dtype() == DType::Float64)
+                   ? gw
+                   : empty(gw.shape(), TensorOptions(DType::Float32).device(gw.device()));
+  acc.zero_();
+  const Tensor ga = g.to(acc.dtype()).contiguous();
+  if (N * D > 0) {
+    KILN_DISPATCH_FLOATING(acc.dtype(), "embedding_backward", [&]<typename TK>() {
+      if constexpr (std::is_same_v<TK, float> || std::is_same_v<TK, double>) {
+        auto go = [&]<typename I>() {
+          embedding_backward_kernel<TK, I><<<blocks_for(N * D, dev), kThreads, 0, current_stream(dev)>>>(
+              ptr<const TK>(ga), ptr<const I>(idx), ptr<TK>(acc), N, D);
+        };
+        if (idx.dtype() == DType::Int32) go.template operator()<int32_t>();
+        else go.template operator()<int64_t>();
+        KILN_CUDA_CHECK_LAUNCH("embedding_backward");
+      }
+    });
+  }
+  if (!acc.is_same(gw)) gw.copy_(acc);
+}
+
+// cat: each input copied into its slice of out (CUDA copies).
+void cat_entry(const KernelArgs& k) {
+  const int64_t dim = k.attr<DimAttrs>().dim;
+  Tensor out = k.outputs[0];
+  int64_t off = 0;
+  for (const Tensor& t : k.inputs) {
+    const int64_t n = t.dim() ? t.size(dim) : 0;
+    if (n == 0 || t.numel() == 0) {
+      off += n;
+      continue;
+    }
+    Tensor slice = out.narrow(dim, off, n);
+    slice.copy_(t);
+    off += n;
+  }
+}
+
+}  // namespace
+
+void register_nn_kernels(KernelRegistry& r) {
+  const DeviceType cu = DeviceType::Cuda;
+  r.add(cu, OpId::BatchNorm, batch_norm_kernel, kFloatingDTypes);
+  r.add(cu, OpId::BatchNormBackward, batch_norm_backward_kernel, kFloatingDTypes);
+  r.add(cu, OpId::LayerNorm, layer_norm_kernel_entry, kFloatingDTypes);
+  r.add(cu, OpId::LayerNormBackward, layer_norm_backward_kernel, kFloatingDTypes);
+  r.add(cu, OpId::Dropout, dropout_entry, kFloatingDTypes);
+  r.add(cu, OpId::IndexSelect, index_select_entry);
+  r.add(cu, OpId::Embedding, embedding_entry);
+  r.add(cu, OpId::EmbeddingBackward, embedding_backward_entry, kFloatingDTypes);
+  r.add(cu, OpId::Cat, cat_entry);
+}
+
+}  // namespace kiln::cuda
