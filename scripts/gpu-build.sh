@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEBS=${DEBS:-.debs}
-B=${BUILD:-build-gpu}
+B=$(realpath -m "${BUILD:-build-gpu}")
 OUT=${OUT:-/tmp/kiln-gpu-out}
 mkdir -p "$OUT" "$B"
 P=$PWD/$B/prefix
