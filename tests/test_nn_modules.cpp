@@ -664,3 +664,105 @@ TEST(Layers, GradientsReachEveryParameter) {
     EXPECT_GT(norm, 0.0) << name;
   }
 }
+
+// ---- convolutions against direct loops
+namespace {
+struct ConvGeom {
+  int64_t n, cin, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, oph = 0, opw = 0;
+};
+
+std::vector<double> conv_ref(const std::vector<double>& x, const std::vector<double>& wt, const std::vector<double>& b,
+                             const ConvGeom& g, int64_t oh, int64_t ow) {
+  const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups;
+  std::vector<double> y(size_t(g.n * g.cout * oh * ow));
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oc = 0; oc < g.cout; ++oc)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double acc = b.empty() ? 0.0 : b[size_t(oc)];
+          const int64_t grp = oc / cout_g;
+          for (int64_t c = 0; c < cin_g; ++c)
+            for (int64_t a = 0; a < g.kh; ++a)
+              for (int64_t bb = 0; bb < g.kw; ++bb) {
+                const int64_t hi = i * g.sh - g.ph + a * g.dh, wi = j * g.sw - g.pw + bb * g.dw;
+                if (hi < 0 || hi >= g.h || wi < 0 || wi >= g.w) continue;
+                acc += x[size_t(((n * g.cin + grp * cin_g + c) * g.h + hi) * g.w + wi)] *
+                       wt[size_t(((oc * cin_g + c) * g.kh + a) * g.kw + bb)];
+              }
+          y[size_t(((n * g.cout + oc) * oh + i) * ow + j)] = acc;
+        }
+  return y;
+}
+
+std::vector<double> conv_transpose_ref(const std::vector<double>& x, const std::vector<double>& wt,
+                                       const std::vector<double>& b, const ConvGeom& g, int64_t oh, int64_t ow) {
+  const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups;
+  std::vector<double> y(size_t(g.n * g.cout * oh * ow));
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oc = 0; oc < g.cout; ++oc)
+      for (int64_t k = 0; k < oh * ow; ++k) y[size_t((n * g.cout + oc) * oh * ow + k)] = b.empty() ? 0 : b[size_t(oc)];
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t ic = 0; ic < g.cin; ++ic)
+      for (int64_t i = 0; i < g.h; ++i)
+        for (int64_t j = 0; j < g.w; ++j) {
+          const int64_t grp = ic / cin_g;
+          for (int64_t ocl = 0; ocl < cout_g; ++ocl)
+            for (int64_t a = 0; a < g.kh; ++a)
+              for (int64_t bb = 0; bb < g.kw; ++bb) {
+                const int64_t o_h = i * g.sh - g.ph + a * g.dh, o_w = j * g.sw - g.pw + bb * g.dw;
+                if (o_h < 0 || o_h >= oh || o_w < 0 || o_w >= ow) continue;
+                const int64_t oc = grp * cout_g + ocl;
+                y[size_t(((n * g.cout + oc) * oh + o_h) * ow + o_w)] +=
+                    x[size_t(((n * g.cin + ic) * g.h + i) * g.w + j)] * wt[size_t(((ic * cout_g + ocl) * g.kh + a) * g.kw + bb)];
+              }
+        }
+  return y;
+}
+
+void expect_affine_init(const Tensor& w, const Tensor& b, int64_t fan_in) {
+  const double bound = 1.0 / std::sqrt(double(fan_in));
+  for (double v : w.to_vector<double>()) ASSERT_LE(std::abs(v), bound);
+  for (double v : b.to_vector<double>()) ASSERT_LE(std::abs(v), bound);
+}
+}  // namespace
+
+TEST(Layers, Conv2dMatchesLoops) {
+  const ConvGeom g{2, 4, 7, 6, 6, 3, 2, 2, 1, 1, 0, 1, 2, 2};
+  Conv2d conv(g.cin, g.cout, Pair{g.kh, g.kw}, Pair{g.sh, g.sw}, Pair{g.ph, g.pw}, Pair{g.dh, g.dw}, g.groups);
+  EXPECT_EQ(conv.weight.shape(), (Shape{6, 2, 3, 2}));
+  expect_affine_init(conv.weight, conv.bias, 2 * 3 * 2);
+  conv.to(DType::Float64);
+  const Tensor x = randn({g.n, g.cin, g.h, g.w}, DType::Float64);
+  const int64_t oh = (g.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+  const int64_t ow = (g.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+  const Tensor y = conv(x);
+  EXPECT_EQ(y.shape(), (Shape{g.n, g.cout, oh, ow}));
+  const auto ref = conv_ref(x.to_vector<double>(), conv.weight.to_vector<double>(), conv.bias.to_vector<double>(), g,
+                            oh, ow);
+  const auto yv = y.to_vector<double>();
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(yv[i], ref[i], 1e-10) << i;
+
+  Conv2d square(1, 32, 3, 1, 1);  // the int overloads: kernel 3, stride 1, padding 1
+  EXPECT_EQ(square(randn({2, 1, 28, 28})).shape(), (Shape{2, 32, 28, 28}));
+  EXPECT_THROW(Conv2d(3, 4, 3, 1, 0, 1, 2), Error);  // 3 channels, 2 groups
+  EXPECT_THROW(Conv2d(3, 4, 0), Error);
+}
+
+TEST(Layers, ConvTranspose2dMatchesLoops) {
+  ConvGeom g{2, 4, 3, 4, 6, 3, 2, 2, 3, 1, 0, 1, 1, 2};
+  g.oph = 1;
+  ConvTranspose2d up(g.cin, g.cout, Pair{g.kh, g.kw}, Pair{g.sh, g.sw}, Pair{g.ph, g.pw}, Pair{g.oph, g.opw}, g.groups);
+  EXPECT_EQ(up.weight.shape(), (Shape{4, 3, 3, 2}));
+  expect_affine_init(up.weight, up.bias, 3 * 3 * 2);  // PyTorch: fan_in from weight dim 1
+  up.to(DType::Float64);
+  const Tensor x = randn({g.n, g.cin, g.h, g.w}, DType::Float64);
+  const int64_t oh = (g.h - 1) * g.sh - 2 * g.ph + g.dh * (g.kh - 1) + g.oph + 1;
+  const int64_t ow = (g.w - 1) * g.sw - 2 * g.pw + g.dw * (g.kw - 1) + g.opw + 1;
+  const Tensor y = up(x);
+  EXPECT_EQ(y.shape(), (Shape{g.n, g.cout, oh, ow}));
+  const auto ref = conv_transpose_ref(x.to_vector<double>(), up.weight.to_vector<double>(),
+                                      up.bias.to_vector<double>(), g, oh, ow);
+  const auto yv = y.to_vector<double>();
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(yv[i], ref[i], 1e-10) << i;
+  EXPECT_THROW(ConvTranspose2d(2, 2, 3, 1, 0, /*output_padding=*/1), Error);
+}

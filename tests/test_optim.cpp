@@ -392,3 +392,42 @@ TEST(ClipGrad, ScalesToMaxNormAndReturnsTotal) {
   EXPECT_NEAR(a.grad().to_vector<double>()[0], -3.0, 1e-5);
   EXPECT_THROW(nn::utils::clip_grad_norm_({a}, -1.0), Error);
 }
+
+// ---- on another device (the fake GPU of tests/support: host memory, CPU fallback)
+#include "kiln/nn/layers.h"
+#include "kiln/nn/loss.h"
+#include "kiln/generator.h"
+#include "tests/support/fake_backend.h"
+
+// The fake device has only an Add kernel (no Fill/Copy), so this checks placement, not
+// an optimizer step there: Module::to moves parameters, grads and buffers in place, so
+// the handles an optimizer holds follow, and a loaded state lands on the parameters'
+// device.
+TEST(OptimOnDevice, ModuleToDeviceMovesWhatTheOptimizerHolds) {
+  kiln::testing::FakeGpuScope scope;
+  const Device gpu = kiln::testing::kFakeGpu;
+  {
+    nn::BatchNorm2d model(3);
+    const std::vector<Tensor> params = model.parameters();
+    SGD sgd(params, SGDOptions{.lr = 0.05, .momentum = 0.9});
+    for (auto p : params) p.set_grad(full({3}, 0.5));
+    sgd.step();
+    const StateDict saved = sgd.state_dict();
+    const auto before = model.weight.to_vector<float>();
+    model.to(gpu);
+    for (const auto& p : sgd.param_groups()[0].params) {
+      EXPECT_EQ(p.device(), gpu);
+      EXPECT_EQ(p.grad().device(), gpu);
+    }
+    EXPECT_TRUE(sgd.param_groups()[0].params[0].is_same(model.weight));
+    EXPECT_EQ(model.running_mean.device(), gpu);
+    EXPECT_EQ(model.num_batches_tracked.device(), gpu);
+    EXPECT_EQ(model.weight.to_vector<float>(), before);  // the data came along
+    SGD fresh(params, SGDOptions{.lr = 0.05, .momentum = 0.9});
+    fresh.load_state_dict(saved);  // CPU buffers copied onto the parameters' device
+    EXPECT_EQ(fresh.state(0).buffers.at("momentum_buffer").device(), gpu);
+    model.to(kCpu);
+    EXPECT_EQ(params[0].device(), kCpu);
+    EXPECT_EQ(model.weight.to_vector<float>(), before);
+  }
+}
