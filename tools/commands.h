@@ -7,4 +7,5 @@ namespace kiln::cli {
 using Args = std::vector<std::string>;
 int cmd_info(const Args& args);   // cmd_info.cpp
 int cmd_demo(const Args& args);   // cmd_demo.cpp
+int cmd_bench(const Args& args);  // cmd_bench.cpp
 }  // namespace kiln::cli

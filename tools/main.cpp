@@ -17,6 +17,7 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> c = {
       {"info", {kiln::cli::cmd_info, "version, build options, devices and their memory"}},
       {"demo", {kiln::cli::cmd_demo, "a short tour of tensors on each available device"}},
+      {"bench", {kiln::cli::cmd_bench, "benchmarks (spec §6.2) on a device: --device D --json FILE"}},
   };
   return c;
 }
