@@ -77,7 +77,7 @@ struct Bench {
       std::cout << "  n/a: " << r.error.substr(0, 70) << '\n';
       return;
     }
-    std::cout << std::setw(10) << std::fixed << std::setprecision(3) << r.ms;
+    std::cout << std::setw(10) << std::fixed << std::setprecision(r.ms < 0.1 ? 5 : 3) << r.ms;
     std::cout << std::setw(9) << std::setprecision(0);
     if (r.bytes > 0) std::cout << r.bytes / (r.ms * 1e-3) / 1e9; else std::cout << "";
     std::cout << std::setw(10) << std::setprecision(1);
