@@ -326,3 +326,33 @@ TEST(Gradcheck, ConvTranspose2d) {
   EXPECT_TRUE(gradcheck(convt({2, 2}, {1, 0}, {1, 0}, 1, {1, 1}), {grad_input({1, 2, 3, 3}), grad_input({2, 2, 3, 2}), grad_input({2})}));
   EXPECT_TRUE(gradcheck(convt({1, 1}, {0, 0}, {0, 0}, 2, {2, 1}), {grad_input({1, 4, 3, 3}), grad_input({4, 1, 2, 2}), Tensor()}));
 }
+
+// ---- pools
+TEST(Gradcheck, MaxPool2d) {
+  const Tensor x = grad_input({2, 2, 5, 6});  // random values: no ties within a window
+  EXPECT_TRUE(gradcheck([](const In& t) { return max_pool2d(t[0], {2, 2}); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return max_pool2d(t[0], {3, 2}, {2, 1}, {1, 1}); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return max_pool2d(t[0], {2, 2}, {2, 2}, {0, 0}, {2, 1}, true); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return max_pool2d_with_indices(t[0], {2, 2}).first; }, {grad_input({2, 4, 4})}));
+}
+TEST(Gradcheck, AvgPool2d) {
+  const Tensor x = grad_input({2, 2, 5, 6});
+  EXPECT_TRUE(gradcheck([](const In& t) { return avg_pool2d(t[0], {2, 2}); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return avg_pool2d(t[0], {3, 3}, {2, 2}, {1, 1}, false, true); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return avg_pool2d(t[0], {3, 3}, {2, 2}, {1, 1}, true, false); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return adaptive_avg_pool2d(t[0], {2, 3}); }, {x}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return adaptive_avg_pool2d(t[0], {1, 1}); }, {grad_input({3, 4, 4})}));
+}
+TEST(Gradcheck, SmallCnnEndToEnd) {
+  // conv -> batch_norm -> relu -> max_pool -> flatten -> linear -> log_softmax -> nll, as the main job's model
+  const Tensor target = tensor<int64_t>({1, 0, 2}, {3, 1});
+  auto net = [target](const In& t) {
+    Tensor h = conv2d(t[0], t[1], t[2], {1, 1}, {1, 1});
+    h = relu(batch_norm(h, Tensor(), Tensor(), t[3], t[4], true));
+    h = max_pool2d(h, {2, 2}).flatten(1);
+    Tensor logp = log_softmax(linear(h, t[5], t[6]), 1);
+    return neg(gather(logp, 1, target)).mean();
+  };
+  EXPECT_TRUE(gradcheck(net, {grad_input({3, 1, 4, 4}), grad_input({2, 1, 3, 3}), grad_input({2}),
+                              grad_input({2}, 0.5, 1.5), grad_input({2}), grad_input({3, 8}), grad_input({3})}));
+}

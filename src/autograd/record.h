@@ -102,6 +102,11 @@ void record_conv2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tens
                    Pair dilation, int64_t groups);
 void record_conv_transpose2d(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
                              Pair padding, Pair dilation, int64_t groups);
+// pools (pool.cpp), on the batched 4-d input
+void record_max_pool2d(const Tensor& y, const Tensor& indices, const Tensor& x);
+void record_avg_pool2d(const Tensor& y, const Tensor& x, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
+                       bool count_include_pad);
+void record_adaptive_avg_pool2d(const Tensor& y, const Tensor& x);
 // normalisation (norm.cpp): training saves the batch mean/invstd, eval the running mean/var
 void record_batch_norm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        const Tensor& mean, const Tensor& invstd_or_var, bool training, double eps);

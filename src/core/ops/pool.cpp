@@ -6,6 +6,7 @@
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops_backward.h"
+#include "src/autograd/record.h"
 #include "src/core/ops/op_helpers.h"
 
 namespace kiln {
@@ -73,12 +74,14 @@ std::pair<Tensor, Tensor> max_pool(const char* op, const Tensor& x, Pair kernel,
   Pool2dAttrs attrs;
   const Shape y_shape = pool_output_shape(op, x4.shape(), kernel, stride, padding, dilation, ceil_mode, attrs);
   Tensor y = empty(y_shape, TensorOptions(x.dtype()).device(x.device()));
-  Tensor idx = with_indices ? empty(y_shape, TensorOptions(DType::Int64).device(x.device())) : Tensor();
+  const bool keep_idx = with_indices || autograd::should_record({&x});  // the backward needs the indices
+  Tensor idx = keep_idx ? empty(y_shape, TensorOptions(DType::Int64).device(x.device())) : Tensor();
   if (y.numel() > 0) {
     const Tensor in[] = {x4.contiguous()};
     std::vector<Tensor> outs{y};
-    if (with_indices) outs.push_back(idx);
+    if (keep_idx) outs.push_back(idx);
     dispatch(OpId::MaxPool2d, x.dtype(), in, outs, &attrs);
+    autograd::record_max_pool2d(y, idx, x4);
   }
   const bool unb = x.dim() == 3;
   return {unbatch(y, unb), with_indices ? unbatch(idx, unb) : Tensor()};
@@ -130,6 +133,7 @@ Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool 
     const Tensor in[] = {x4.contiguous()};
     Tensor outs[] = {y};
     dispatch(OpId::AvgPool2d, x.dtype(), in, outs, &attrs);
+    autograd::record_avg_pool2d(y, x4, kernel, stride, padding, ceil_mode, count_include_pad);
   }
   return unbatch(y, x.dim() == 3);
 }
@@ -149,6 +153,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {
     const Tensor in[] = {x4.contiguous()};
     Tensor outs[] = {y};
     dispatch(OpId::AdaptiveAvgPool2d, x.dtype(), in, outs);
+    autograd::record_adaptive_avg_pool2d(y, x4);
   }
   return unbatch(y, x.dim() == 3);
 }
