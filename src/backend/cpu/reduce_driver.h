@@ -22,7 +22,7 @@
 
 namespace kiln::cpu {
 
-inline constexpr int64_t kColumnBlock = 2048;  // widest column block: accumulators stay in L2 while rows stream
+inline constexpr int64_t kColumnBlock = 8192;  // widest column block: accumulators stay in L2, rows stream whole
 
 template <class P>
 void reduce_rows(const P& p, const typename P::in_t* x, int64_t outer, int64_t R, bool par, int nt) {
