@@ -766,3 +766,66 @@ TEST(Layers, ConvTranspose2dMatchesLoops) {
   for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(yv[i], ref[i], 1e-10) << i;
   EXPECT_THROW(ConvTranspose2d(2, 2, 3, 1, 0, /*output_padding=*/1), Error);
 }
+
+// ---- pooling layers against loops
+TEST(Layers, PoolingMatchesLoops) {
+  const int64_t n = 2, c = 3, h = 7, w = 6;
+  const Tensor x = randn({n, c, h, w}, DType::Float64);
+  const auto xv = x.to_vector<double>();
+  auto at = [&](int64_t b, int64_t ch, int64_t i, int64_t j) { return xv[size_t(((b * c + ch) * h + i) * w + j)]; };
+
+  // MaxPool2d(kernel 3, stride 2, padding 1): out = floor((7 + 2 - 3) / 2) + 1 = 4, (6 + 2 - 3) / 2 + 1 = 3
+  MaxPool2d mp(3, 2, 1);
+  const Tensor ym = mp(x);
+  ASSERT_EQ(ym.shape(), (Shape{n, c, 4, 3}));
+  const auto ymv = ym.to_vector<double>();
+  // AvgPool2d(kernel 2): stride defaults to the kernel, out 3 x 3; count_include_pad irrelevant.
+  AvgPool2d ap(2);
+  const Tensor ya = ap(x);
+  ASSERT_EQ(ya.shape(), (Shape{n, c, 3, 3}));
+  const auto yav = ya.to_vector<double>();
+  // AdaptiveAvgPool2d(2, 2): bins [floor(i*H/2), ceil((i+1)*H/2)).
+  AdaptiveAvgPool2d aap(2);
+  const Tensor yd = aap(x);
+  ASSERT_EQ(yd.shape(), (Shape{n, c, 2, 2}));
+  const auto ydv = yd.to_vector<double>();
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      for (int64_t i = 0; i < 4; ++i)
+        for (int64_t j = 0; j < 3; ++j) {
+          double mx = -INFINITY;
+          for (int64_t a = 0; a < 3; ++a)
+            for (int64_t bb = 0; bb < 3; ++bb) {
+              const int64_t hi = i * 2 - 1 + a, wi = j * 2 - 1 + bb;
+              if (hi >= 0 && hi < h && wi >= 0 && wi < w) mx = std::max(mx, at(b, ch, hi, wi));
+            }
+          EXPECT_EQ(ymv[size_t(((b * c + ch) * 4 + i) * 3 + j)], mx);
+        }
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 3; ++j) {
+          const double s = at(b, ch, 2 * i, 2 * j) + at(b, ch, 2 * i + 1, 2 * j) + at(b, ch, 2 * i, 2 * j + 1) +
+                           at(b, ch, 2 * i + 1, 2 * j + 1);
+          EXPECT_NEAR(yav[size_t(((b * c + ch) * 3 + i) * 3 + j)], s / 4, 1e-12);
+        }
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j) {
+          const int64_t h0 = i * h / 2, h1 = ((i + 1) * h + 1) / 2, w0 = j * w / 2, w1 = ((j + 1) * w + 1) / 2;
+          double s = 0;
+          for (int64_t a = h0; a < h1; ++a)
+            for (int64_t bb = w0; bb < w1; ++bb) s += at(b, ch, a, bb);
+          EXPECT_NEAR(ydv[size_t(((b * c + ch) * 2 + i) * 2 + j)], s / double((h1 - h0) * (w1 - w0)), 1e-12);
+        }
+    }
+  EXPECT_EQ(mp.stride, (Pair{2, 2}));
+  EXPECT_EQ(ap.stride, (Pair{2, 2}));
+  EXPECT_THROW(MaxPool2d(0), Error);
+}
+
+TEST(Layers, FashionMnistCnnShapesAndParameterCount) {
+  // The main job's model: conv 1->32 + BN + ReLU + pool, conv 32->64 + BN + ReLU + pool, Flatten, Linear 3136->10.
+  Sequential cnn(Conv2d(1, 32, 3, 1, 1), BatchNorm2d(32), ReLU(), MaxPool2d(2), Conv2d(32, 64, 3, 1, 1),
+                 BatchNorm2d(64), ReLU(), MaxPool2d(2), Flatten(), Linear(3136, 10));
+  EXPECT_EQ(cnn.num_parameters(), (32 * 9 + 32) + 64 + (64 * 32 * 9 + 64) + 128 + (3136 * 10 + 10));
+  const Tensor y = cnn(randn({2, 1, 28, 28}));
+  EXPECT_EQ(y.shape(), (Shape{2, 10}));
+}
