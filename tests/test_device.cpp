@@ -38,6 +38,11 @@ TEST(DeviceManager, ListsTheCpuFirst) {
   const DeviceInfo info = device_manager().info(kCpu);
   EXPECT_GT(info.total_memory, 0u);
   EXPECT_GE(info.compute_units, 1);
+  EXPECT_FALSE(info.name.empty());
+  const GpuContext ctx = device_manager().context(kCpu);  // spec §1 per-device settings
+  EXPECT_EQ(ctx.device, kCpu);
+  EXPECT_GE(ctx.stream_count, 1);
+  EXPECT_THROW(device_manager().context(Device(DeviceType::Cpu, 1)), Error);
 }
 
 TEST(DeviceManager, UnavailableTypesSayWhy) {

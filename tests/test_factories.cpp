@@ -222,3 +222,42 @@ TEST(Factories, PrintingShowsTheValues) {
   EXPECT_TRUE(contains(zeros({2, 3}).str(), "[2, 3]"));
   EXPECT_TRUE(contains(zeros({2, 3}).str(), "float32"));
 }
+
+TEST(Factories, FromBlobWrapsWithoutCopyingAndRunsTheDeleter) {
+  std::vector<float> host = {1, 2, 3, 4, 5, 6};
+  int deleted = 0;
+  {
+    Tensor t = from_blob(host.data(), {2, 3}, DType::Float32, kCpu, [&](void* p) {
+      EXPECT_EQ(p, static_cast<void*>(host.data()));
+      ++deleted;
+    });
+    EXPECT_EQ(t.data_ptr(), static_cast<void*>(host.data()));
+    EXPECT_EQ(t.at({1, 0}).to_double(), 4.0);
+    t.select(0, 0).fill_(-1);  // writes land in the caller's memory
+    EXPECT_EQ(host[2], -1.0f);
+    Tensor view = t.t();  // a view keeps the memory alive
+    t = Tensor();
+    EXPECT_EQ(deleted, 0);
+    EXPECT_EQ(view.at({2, 1}).to_double(), 6.0);
+  }
+  EXPECT_EQ(deleted, 1);
+  // without a deleter the memory is borrowed and never freed by kiln
+  Tensor b = from_blob(host.data(), {6}, DType::Float32);
+  EXPECT_EQ(b.to_vector<float>(), host);
+}
+
+TEST(Factories, EmptyStridedAndDetach) {
+  Tensor s = empty_strided({2, 3}, {1, 2}, DType::Float64);
+  EXPECT_EQ(s.shape(), (Shape{2, 3}));
+  EXPECT_EQ(s.strides(), (Strides{1, 2}));
+  EXPECT_FALSE(s.is_contiguous());
+  s.copy_(tensor<double>({0, 1, 2, 3, 4, 5}, {2, 3}));
+  EXPECT_EQ(s.to_vector<double>(), (std::vector<double>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(s.at({1, 2}).to_double(), 5.0);
+  Tensor d = s.detach();
+  EXPECT_TRUE(d.shares_storage(s));
+  EXPECT_EQ(d.strides(), s.strides());
+  Tensor moved = s.to(kCpu, DType::Float32);
+  EXPECT_EQ(moved.dtype(), DType::Float32);
+  EXPECT_EQ(moved.to_vector<float>(), (std::vector<float>{0, 1, 2, 3, 4, 5}));
+}
