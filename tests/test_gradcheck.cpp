@@ -356,3 +356,13 @@ TEST(Gradcheck, SmallCnnEndToEnd) {
   EXPECT_TRUE(gradcheck(net, {grad_input({3, 1, 4, 4}), grad_input({2, 1, 3, 3}), grad_input({2}),
                               grad_input({2}, 0.5, 1.5), grad_input({2}), grad_input({3, 8}), grad_input({3})}));
 }
+TEST(Gradcheck, IndexAddScatterAdd) {
+  const Tensor idx = tensor<int64_t>({2, 0, 2});
+  EXPECT_TRUE(gradcheck([idx](const In& t) { return index_add(t[0], 1, idx, t[1]); },
+                        {grad_input({2, 4}), grad_input({2, 3})}));
+  const Tensor sidx = tensor<int64_t>({0, 2, 2, 1}, {2, 2});
+  EXPECT_TRUE(gradcheck([sidx](const In& t) { return scatter_add(t[0], 1, sidx, t[1]); },
+                        {grad_input({2, 3}), grad_input({2, 2})}));
+  EXPECT_TRUE(gradcheck([sidx](const In& t) { return scatter_add(t[0], 1, sidx, t[1]); },  // src larger than index
+                        {grad_input({3, 3}), grad_input({3, 4})}));
+}

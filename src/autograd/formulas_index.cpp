@@ -59,4 +59,37 @@ void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& ind
   });
 }
 
+void record_index_add(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, const Tensor& source) {
+  if (!should_record({&self, &source})) return;
+  const Shape source_shape = source.shape();
+  const bool scalar = self.dim() == 0;
+  record("IndexAddBackward", {out}, {self, index, source}, {index}, [=](BackwardCtx& c) {
+    const Tensor& g = c.grad();
+    Tensor gs;
+    if (c.needs(2)) gs = scalar ? g.reshape(source_shape) : index_select(g, dim, c.saved[0]);
+    return V{c.needs(0) ? g : Tensor(), Tensor(), gs};
+  });
+}
+
+void record_scatter_add(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (!should_record({&self, &src})) return;
+  const Shape src_shape = src.shape();
+  record("ScatterAddBackward", {out}, {self, index, src}, {index}, [=](BackwardCtx& c) {
+    const Tensor& g = c.grad();
+    Tensor gs;
+    if (c.needs(2)) {
+      const Tensor& idx = c.saved[0];
+      gs = gather(g, dim, idx);
+      if (gs.shape() != src_shape) {  // src elements the index does not cover get no gradient
+        Tensor full = zeros_for(src_shape, g);
+        Tensor region = full;
+        for (int64_t k = 0; k < idx.dim(); ++k) region = region.narrow(k, 0, idx.size(k));
+        region.copy_(gs.reshape(region.shape()));
+        gs = full;
+      }
+    }
+    return V{c.needs(0) ? g : Tensor(), Tensor(), gs};
+  });
+}
+
 }  // namespace kiln::autograd

@@ -93,6 +93,8 @@ void record_cat(const Tensor& out, const std::vector<Tensor>& tensors, int64_t d
 void record_index_select(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_gather(const Tensor& out, const Tensor& t, int64_t dim, const Tensor& index);
 void record_embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
+void record_index_add(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, const Tensor& source);
+void record_scatter_add(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src);
 // attention and dropout (attention.cpp, dropout.cpp)
 void record_attention(const AttentionResult& r, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& attn_mask, double dropout_p, bool is_causal);

@@ -70,6 +70,7 @@ Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
   Tensor outs[] = {self.dim() == 0 ? out.view({1}) : out};
   DimAttrs attrs{d};
   dispatch(OpId::IndexAdd, self.dtype(), in, outs, &attrs);
+  autograd::record_index_add(out, self, d, index, source);
   return out;
 }
 
@@ -106,6 +107,7 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
   Tensor outs[] = {scalar ? out.view({1}) : out};
   DimAttrs attrs{d};
   dispatch(OpId::ScatterAdd, self.dtype(), in, outs, &attrs);
+  autograd::record_scatter_add(out, self, d, index, src);
   return out;
 }
 
