@@ -8,4 +8,6 @@ using Args = std::vector<std::string>;
 int cmd_info(const Args& args);   // cmd_info.cpp
 int cmd_demo(const Args& args);   // cmd_demo.cpp
 int cmd_bench(const Args& args);  // cmd_bench.cpp
+int cmd_train(const Args& args);  // cmd_train.cpp: the main job
+int cmd_predict(const Args& args);  // cmd_predict.cpp
 }  // namespace kiln::cli

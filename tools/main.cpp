@@ -18,6 +18,8 @@ const std::map<std::string, Command>& commands() {
       {"info", {kiln::cli::cmd_info, "version, build options, devices and their memory"}},
       {"demo", {kiln::cli::cmd_demo, "a short tour of tensors on each available device"}},
       {"bench", {kiln::cli::cmd_bench, "benchmarks (spec §6.2) on a device: --device D --json FILE"}},
+      {"train", {kiln::cli::cmd_train, "train the Fashion-MNIST CNN (the main job); --help for options"}},
+      {"predict", {kiln::cli::cmd_predict, "classify a Fashion-MNIST test image with a saved model"}},
   };
   return c;
 }
