@@ -19,6 +19,7 @@
 #include "kiln/io/safetensors.h"
 #include "kiln/io/svg_plot.h"
 #include "kiln/optim.h"
+#include "kiln/profiler.h"
 #include "tools/commands.h"
 #include "tools/fashion_cnn.h"
 #include "tools/progress_bar.h"
@@ -38,12 +39,14 @@ struct TrainArgs {
   double lr = 1e-3;
   uint64_t seed = 0;
   std::string out = "runs", data_dir;
+  bool profile = false;
 };
 
 void usage(std::ostream& os) {
   os << "usage: kiln train [--device D] [--epochs N] [--batch-size 256] [--lr 1e-3] [--limit N]\n"
-        "                  [--seed S] [--data DIR] [--out runs/]\n"
-        "Trains the Fashion-MNIST CNN; --limit uses only the first N training (and test) images.\n";
+        "                  [--seed S] [--data DIR] [--out runs/] [--profile]\n"
+        "Trains the Fashion-MNIST CNN; --limit uses only the first N training (and test) images;\n"
+        "--profile prints the time spent in each op at the end.\n";
 }
 
 TrainArgs parse(const Args& args) {
@@ -63,6 +66,7 @@ TrainArgs parse(const Args& args) {
       else if (k == "--seed") a.seed = std::stoull(value());
       else if (k == "--out") a.out = value();
       else if (k == "--data") a.data_dir = value();
+      else if (k == "--profile") a.profile = true;
       else KILN_FAIL("train", "unknown option '", k, "'");
     } catch (const std::logic_error&) {  // std::stoll and friends
       KILN_FAIL("train", "bad value '", args[i], "' for ", k);
@@ -136,6 +140,7 @@ int cmd_train(const Args& args) {
   const std::filesystem::path run_dir = make_run_dir(a.out);
   csv.open(run_dir / "metrics.csv");
   csv << "epoch,train_loss,test_loss,test_accuracy,seconds\n";
+  if (a.profile) profiler::enable();
   const int64_t nb = loader.size();
   const int64_t curve_every = std::max<int64_t>(1, nb / 10);
   EvalResult last{};
@@ -178,6 +183,7 @@ int cmd_train(const Args& args) {
     csv << epoch << ',' << train_loss << ',' << last.loss << ',' << last.accuracy << ',' << secs << '\n';
   }
   csv.close();
+  if (a.profile) std::cout << profiler::table(profiler::summarize(profiler::disable()), 25);
 
   const std::string model_path = (run_dir / "model.safetensors").string();
   const std::string plot_path = (run_dir / "curves.svg").string();

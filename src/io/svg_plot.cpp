@@ -106,9 +106,9 @@ void render_panel(std::ostringstream& os, const PlotPanel& p, double ox, int wid
         os << "<circle cx=\"" << px(X(s.x[i])) << "\" cy=\"" << px(Y(s.y[i])) << "\" r=\"3\" fill=\"" << escape(color)
            << "\"/>\n";
     const double ly = top + 16 + 16.0 * double(k);
-    os << "<line x1=\"" << px(right - 110) << "\" y1=\"" << px(ly - 4) << "\" x2=\"" << px(right - 90) << "\" y2=\""
+    os << "<line x1=\"" << px(right - 165) << "\" y1=\"" << px(ly - 4) << "\" x2=\"" << px(right - 145) << "\" y2=\""
        << px(ly - 4) << "\" stroke=\"" << escape(color) << "\" stroke-width=\"2\"/>\n";
-    os << "<text x=\"" << px(right - 85) << "\" y=\"" << px(ly) << "\" font-size=\"11\">" << escape(s.label)
+    os << "<text x=\"" << px(right - 140) << "\" y=\"" << px(ly) << "\" font-size=\"11\">" << escape(s.label)
        << "</text>\n";
   }
   os << "</g>\n";
