@@ -40,13 +40,16 @@ struct TrainArgs {
   uint64_t seed = 0;
   std::string out = "runs", data_dir;
   bool profile = false;
+  std::string schedule = "cosine";
 };
 
 void usage(std::ostream& os) {
   os << "usage: kiln train [--device D] [--epochs N] [--batch-size 256] [--lr 1e-3] [--limit N]\n"
         "                  [--seed S] [--data DIR] [--out runs/] [--profile]\n"
+        "                  [--schedule cosine|constant]\n"
         "Trains the Fashion-MNIST CNN; --limit uses only the first N training (and test) images;\n"
-        "--profile prints the time spent in each op at the end.\n";
+        "--profile prints the time spent in each op at the end; --schedule cosine (default) anneals\n"
+        "the learning rate from --lr to 0 over the run, one step per batch.\n";
 }
 
 TrainArgs parse(const Args& args) {
@@ -67,11 +70,14 @@ TrainArgs parse(const Args& args) {
       else if (k == "--out") a.out = value();
       else if (k == "--data") a.data_dir = value();
       else if (k == "--profile") a.profile = true;
+      else if (k == "--schedule") a.schedule = value();
       else KILN_FAIL("train", "unknown option '", k, "'");
     } catch (const std::logic_error&) {  // std::stoll and friends
       KILN_FAIL("train", "bad value '", args[i], "' for ", k);
     }
   }
+  KILN_CHECK(a.schedule == "cosine" || a.schedule == "constant", "train", "--schedule must be cosine or constant, got '",
+             a.schedule, "'");
   KILN_CHECK(a.epochs >= 1 && a.batch_size >= 1 && a.lr > 0, "train",
              "--epochs and --batch-size must be at least 1 and --lr positive");
   return a;
@@ -127,7 +133,8 @@ int cmd_train(const Args& args) {
   model->to(device);
   optim::Adam opt(model->parameters(), optim::AdamOptions{.lr = a.lr});
   std::cout << "model: " << model->num_parameters() << " parameters on " << device.str() << "; Adam lr " << a.lr
-            << ", batch " << a.batch_size << ", " << a.epochs << " epochs\n";
+            << (a.schedule == "cosine" ? " (cosine to 0)" : "") << ", batch " << a.batch_size << ", " << a.epochs
+            << " epochs\n";
 
   data::DataLoader loader(std::make_shared<data::TensorDataset>(train.images, train.labels),
                           {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
@@ -142,6 +149,10 @@ int cmd_train(const Args& args) {
   csv << "epoch,train_loss,test_loss,test_accuracy,seconds\n";
   if (a.profile) profiler::enable();
   const int64_t nb = loader.size();
+  // Annealing to 0 over the run: the last epoch's small steps settle the weights, which
+  // is worth about a point of test accuracy in a run of few epochs.
+  std::unique_ptr<optim::CosineAnnealingLR> schedule;
+  if (a.schedule == "cosine") schedule = std::make_unique<optim::CosineAnnealingLR>(opt, a.epochs * nb);
   const int64_t curve_every = std::max<int64_t>(1, nb / 10);
   EvalResult last{};
   for (int64_t epoch = 1; epoch <= a.epochs; ++epoch) {
@@ -155,6 +166,7 @@ int cmd_train(const Args& args) {
       opt.zero_grad();
       loss.backward();
       opt.step();
+      if (schedule) schedule->step();
       const double l = loss.item<double>();
       epoch_loss += l;
       window_loss += l;
