@@ -233,9 +233,10 @@ void load_safetensors_into(const std::string& path, const std::vector<std::pair<
     for (const auto& [name, t] : loaded)
       if (!wanted.count(name)) unexpected += (unexpected.empty() ? "" : ", ") + name;
   KILN_CHECK(missing.empty() && mismatched.empty() && unexpected.empty(), kOp, path,
-             ": does not match the model; nothing was loaded.",
-             missing.empty() ? "" : " Missing keys: ", missing, mismatched.empty() ? "" : " Shape mismatch: ",
-             mismatched, unexpected.empty() ? "" : " Unexpected keys: ", unexpected);
+             ": does not match the model; nothing was loaded.", missing.empty() ? "" : " Missing keys: ", missing,
+             missing.empty() ? "" : ".", mismatched.empty() ? "" : " Shape mismatch: ", mismatched,
+             mismatched.empty() ? "" : ".", unexpected.empty() ? "" : " Unexpected keys: ", unexpected,
+             unexpected.empty() ? "" : ".");
   for (const auto& [name, t] : targets) {
     Tensor dst = t.detach();  // same storage, no autograd history: a plain data copy
     dst.copy_(loaded.at(name));
