@@ -498,6 +498,58 @@ std::vector<OpInfo> elementwise_ops() {
     from64.samples = make_samples(inplace_shapes, {any, small_ints}, {1}, {DType::Float64});
     ops.push_back(from64);
   }
+
+  // Large tensors (just above the CPU kernels' parallel grain of 32768 elements), so the
+  // multithreaded paths are checked too; a few dtypes each, to keep the suite fast.
+  {
+    auto large_unary = [](Layout l) -> std::vector<ShapeCase> {
+      switch (l) {
+        case Layout::Contiguous: return {{{{182, 181}}}};
+        case Layout::Transposed: return {{{{181, 182}}}};
+        case Layout::Strided: return {{{{182, 181}}}};
+        case Layout::Broadcast: return {{{{182, 1}}, {{182, 181}}}};
+      }
+      return {};
+    };
+    auto large_binary = [](Layout l) -> std::vector<ShapeCase> {
+      if (l == Layout::Broadcast) return {{{{182, 1}, {1, 181}}}};
+      const Shape s = l == Layout::Strided ? Shape{182, 181} : Shape{181, 182};
+      return {{{s, s}}};
+    };
+    auto large_inplace = [](Layout l) -> std::vector<ShapeCase> {
+      if (l == Layout::Broadcast) return {{{{182, 181}, {1, 181}}}};
+      const Shape s = l == Layout::Strided ? Shape{182, 181} : Shape{181, 182};
+      return {{{s, s}}};
+    };
+    OpInfo add_large = binary("add_large", dtypes({DType::Float32, DType::Int64}), any, any, [](T a, T b) { return add(a, b); }, std::plus<double>());
+    add_large.samples = make_samples(large_binary, {any, any});
+    ops.push_back(add_large);
+    OpInfo gt_large = binary("gt_large", dtypes({DType::Float32, DType::Bool}), integers(-2, 2), integers(-2, 2),
+                             [](T a, T b) { return gt(a, b); }, [](double a, double b) { return double(a > b); },
+                             Result::Bool);
+    gt_large.samples = make_samples(large_binary, {integers(-2, 2), integers(-2, 2)});
+    ops.push_back(gt_large);
+    OpInfo gelu_large = unary("gelu_large", dtypes({DType::Float32, DType::BFloat16}), any, [](T a) { return gelu(a); }, gelu_ref);
+    gelu_large.samples = make_samples(large_unary, {any});
+    ops.push_back(gelu_large);
+    OpInfo relu_large = unary("relu_large", dtypes({DType::Float32}), any, [](T a) { return relu(a); },
+                              [](double x) { return x > 0 ? x : 0.0; });
+    relu_large.samples = make_samples(large_unary, {any});
+    ops.push_back(relu_large);
+    OpInfo cast_large = unary("to_float16_large", dtypes({DType::Float32, DType::Int32}), any, [](T a) { return a.to(DType::Float16); },
+                              [](double x) { return x; });
+    cast_large.result_dtype = [](DType) { return DType::Float16; };
+    cast_large.samples = make_samples(large_unary, {integers(-9, 9)});
+    ops.push_back(cast_large);
+    OpInfo copy_large = inplace("copy_large", dtypes({DType::Float64, DType::Float16}), any, any, [](Tensor& dst, T src) { dst.copy_(src); },
+                                [](double, double s) { return s; });
+    copy_large.samples = make_samples(large_inplace, {any, any});
+    ops.push_back(copy_large);
+    OpInfo mul_large_ = inplace("mul_large_", dtypes({DType::Float32}), any, any, [](Tensor& a, T b) { mul_(a, b); },
+                                std::multiplies<double>());
+    mul_large_.samples = make_samples(large_inplace, {any, any});
+    ops.push_back(mul_large_);
+  }
   return ops;
 }
 
