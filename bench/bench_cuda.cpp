@@ -88,6 +88,30 @@ void BM_conv2d_3x3(benchmark::State& st, DType dt) {
 BENCHMARK_CAPTURE(BM_conv2d_3x3, fp32, DType::Float32)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_conv2d_3x3, bf16, DType::BFloat16)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+void BM_max_pool2d_3x3s2(benchmark::State& st) {
+  if (!have_gpu(st)) return;
+  const Tensor x = randn({64, 64, 112, 112}, gpu());
+  run(st, [&] { benchmark::DoNotOptimize(max_pool2d(x, {3, 3}, {2, 2}, {1, 1})); });
+  rate(st, double(x.numel()) * 4 * 1.25);
+}
+BENCHMARK(BM_max_pool2d_3x3s2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_avg_pool2d_2x2s2(benchmark::State& st) {
+  if (!have_gpu(st)) return;
+  const Tensor x = randn({64, 64, 112, 112}, gpu());
+  run(st, [&] { benchmark::DoNotOptimize(avg_pool2d(x, {2, 2}, {2, 2})); });
+  rate(st, double(x.numel()) * 4 * 1.25);
+}
+BENCHMARK(BM_avg_pool2d_2x2s2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_conv_transpose2d_3x3(benchmark::State& st, DType dt) {
+  if (!have_gpu(st)) return;
+  const Tensor x = randn({64, 256, 56, 56}, gpu()).to(dt), w = randn({256, 256, 3, 3}, gpu()).to(dt);
+  run(st, [&] { benchmark::DoNotOptimize(conv_transpose2d(x, w, Tensor(), {1, 1}, {1, 1})); });
+  rate(st, 0, 2.0 * 64 * 256 * 56 * 56 * 256 * 9);
+}
+BENCHMARK_CAPTURE(BM_conv_transpose2d_3x3, fp32, DType::Float32)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 void BM_batch_norm_infer(benchmark::State& st) {
   if (!have_gpu(st)) return;
   const Tensor x = randn({64, 256, 56, 56}, gpu()), mu = randn({256}, gpu()), var = add(rand({256}, gpu()), 0.5);

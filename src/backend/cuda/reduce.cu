@@ -7,7 +7,7 @@
 // accumulators to a workspace, combined by a second small kernel. Each op is a policy
 // (identity, add an element, combine two partials, store) shared by the three kernels.
 // float types accumulate in float (double for float64), integers in int64; var uses
-// Welford's update and Chan's combination.
+// per-thread shifted sums and Chan's combination.
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -47,24 +47,28 @@ struct SumP {
   }
 };
 
+// Shifted sums: each thread keeps sum(x - k) and sum((x - k)^2) around its first value k
+// (two FMAs an element, accurate while k is near the mean); partials combine with Chan's
+// formula, after which k is the combined mean and s1 = 0.
 template <typename A>
-struct Welford {
-  A mean, m2, n;
+struct ShiftedSums {
+  A k, s1, s2, n;
 };
 
 template <typename T>
 struct VarP {
   using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
-  using acc_t = Welford<A>;
+  using acc_t = ShiftedSums<A>;
   T* out;
   double correction;
-  __device__ acc_t ident() const { return {A(0), A(0), A(0)}; }
+  __device__ acc_t ident() const { return {A(0), A(0), A(0), A(0)}; }
   __device__ void add(acc_t& a, T xs, int64_t) const {
     const A x = convert<A>(xs);
+    if (a.n == A(0)) a.k = x;
+    const A d = x - a.k;
+    a.s1 += d;
+    a.s2 += d * d;
     a.n += A(1);
-    const A d = x - a.mean;
-    a.mean += d / a.n;
-    a.m2 += d * (x - a.mean);
   }
   __device__ void combine(acc_t& a, const acc_t& b) const {
     if (b.n == A(0)) return;
@@ -72,14 +76,18 @@ struct VarP {
       a = b;
       return;
     }
-    const A n = a.n + b.n, d = b.mean - a.mean;
-    a.mean += d * (b.n / n);
-    a.m2 += b.m2 + d * d * (a.n * b.n / n);
+    const A ma = a.k + a.s1 / a.n, mb = b.k + b.s1 / b.n;
+    const A m2a = a.s2 - a.s1 * a.s1 / a.n, m2b = b.s2 - b.s1 * b.s1 / b.n;
+    const A n = a.n + b.n, d = mb - ma;
+    a.k = ma + d * (b.n / n);
+    a.s2 = m2a + m2b + d * d * (a.n * b.n / n);
+    a.s1 = A(0);
     a.n = n;
   }
   __device__ void store(int64_t pos, const acc_t& a, int64_t count) const {
+    const double m2 = a.n > A(0) ? double(a.s2) - double(a.s1) * double(a.s1) / double(a.n) : 0.0;
     const double denom = fmax(0.0, double(count) - correction);
-    out[pos] = convert<T>(comp_t<T>(double(a.m2) / denom));
+    out[pos] = convert<T>(comp_t<T>(m2 / denom));
   }
 };
 
@@ -174,7 +182,7 @@ constexpr int kBlock = 256;
 // Rows: [rows, R] contiguous. tpr threads (32 or 256) per row; grid.y splits each row.
 template <typename P, typename T>
 __global__ void reduce_rows_kernel(P p, const T* x, int64_t rows, int64_t R, int tpr, int64_t chunk,
-                                   typename P::acc_t* ws) {
+                                   typename P::acc_t* ws, bool vec) {
   using A = typename P::acc_t;
   __shared__ char smem_raw[sizeof(A) * (kBlock / 32)];
   A* smem = reinterpret_cast<A*>(smem_raw);
@@ -186,6 +194,25 @@ __global__ void reduce_rows_kernel(P p, const T* x, int64_t rows, int64_t R, int
   if (row < rows) {
     const T* xr = x + row * R;
     int64_t k = begin + lane;
+    if (vec) {  // 16-byte loads: begin, end and the row start are multiples of V
+      constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+      const Vec<T, V>* xv = reinterpret_cast<const Vec<T, V>*>(xr);
+      int64_t kv = begin / V + lane;
+      const int64_t ev = end / V;
+      for (; kv + tpr < ev; kv += 2 * tpr) {
+        const Vec<T, V> v0 = xv[kv], v1 = xv[kv + tpr];
+#pragma unroll
+        for (int j = 0; j < V; ++j) p.add(a, v0.v[j], kv * V + j);
+#pragma unroll
+        for (int j = 0; j < V; ++j) p.add(a, v1.v[j], (kv + tpr) * V + j);
+      }
+      for (; kv < ev; kv += tpr) {
+        const Vec<T, V> v0 = xv[kv];
+#pragma unroll
+        for (int j = 0; j < V; ++j) p.add(a, v0.v[j], kv * V + j);
+      }
+      k = end;  // nothing left
+    }
     // Four loads in flight per thread.
     for (; k + 3 * tpr < end; k += 4 * tpr) {
       const T v0 = xr[k], v1 = xr[k + tpr], v2 = xr[k + 2 * tpr], v3 = xr[k + 3 * tpr];
@@ -279,11 +306,14 @@ void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, in
     const int64_t base = (outer + kBlock / tpr - 1) / (kBlock / tpr);
     splits = std::clamp<int64_t>(target / base, 1, std::max<int64_t>(1, R / (int64_t(tpr) * 16)));
     splits = std::min<int64_t>(splits, 65535);
-    const int64_t chunk = (R + splits - 1) / splits;
+    constexpr int64_t V = 16 / sizeof(T) > 0 ? int64_t(16 / sizeof(T)) : 1;
+    int64_t chunk = (R + splits - 1) / splits;
+    chunk = (chunk + V - 1) / V * V;
     splits = std::max<int64_t>(1, (R + chunk - 1) / std::max<int64_t>(chunk, 1));
+    const bool vec = V > 1 && R % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
     A* ws = ws_for(splits);
-    reduce_rows_kernel<P, T><<<dim3(unsigned(base), unsigned(splits)), kBlock, 0, stream>>>(p, x, outer, R, tpr,
-                                                                                            std::max<int64_t>(chunk, 1), ws);
+    reduce_rows_kernel<P, T><<<dim3(unsigned(base), unsigned(splits)), kBlock, 0, stream>>>(
+        p, x, outer, R, tpr, std::max<int64_t>(chunk, 1), ws, vec);
     KILN_CUDA_CHECK_LAUNCH(op);
     if (splits > 1) {
       reduce_finish_kernel<P><<<blocks_for(n_out, dev), kThreads, 0, stream>>>(p, ws, n_out, int(splits), R);
@@ -434,6 +464,61 @@ __global__ void softmax_rows_kernel(const T* x, TOut* y, int64_t rows, int64_t n
   }
 }
 
+// Rows of 1024 .. kSmemRow elements: a block per row keeps the row in shared memory, so
+// the input is read once: max, then exp and sum, then the write.
+template <typename A>
+__device__ __forceinline__ A block_reduce(A v, bool is_max, A* red) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    const A o = __shfl_down_sync(0xffffffffu, v, off);
+    v = is_max ? ((o != o || o > v) ? o : v) : v + o;
+  }
+  const int warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  if (threadIdx.x % 32 == 0) red[warp] = v;
+  __syncthreads();
+  A r = red[0];
+  for (int w = 1; w < nw; ++w) r = is_max ? ((red[w] != red[w] || red[w] > r) ? red[w] : r) : r + red[w];
+  __syncthreads();
+  return r;
+}
+
+template <typename T, bool kLog, typename TOut = T>
+__global__ void softmax_rows_smem_kernel(const T* x, TOut* y, int64_t n,
+                                         std::conditional_t<std::is_same_v<T, double>, double, float>* lse) {
+  using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  extern __shared__ __align__(16) char smem_raw[];
+  A* buf = reinterpret_cast<A*>(smem_raw);
+  __shared__ A red[32];
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * n;
+  A m = A(-INFINITY);
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    const A v = convert<A>(xr[k]);
+    buf[k] = v;
+    m = (v != v || v > m) ? v : m;
+  }
+  m = block_reduce(m, true, red);
+  const A mu = m == A(-INFINITY) ? A(0) : m;  // a row of -inf: exp gives 0, the sum 0, lse -inf
+  A sum = 0;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    const A e = exp(buf[k] - mu);
+    if constexpr (!kLog) buf[k] = e;
+    sum += e;
+  }
+  sum = block_reduce(sum, false, red);
+  TOut* yr = y + row * n;
+  if (lse && threadIdx.x == 0) lse[row] = mu + log(sum);
+  if constexpr (kLog) {
+    const A logs = log(sum);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) yr[k] = convert<TOut>((buf[k] - mu) - logs);
+  } else {
+    const A inv = A(1) / sum;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) yr[k] = convert<TOut>(buf[k] * inv);
+  }
+}
+
+constexpr size_t kSmemRow = 48 * 1024;  // bytes of a row kept in shared memory
+
 template <typename T, bool kLog>
 __global__ void softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t n, int64_t inner) {
   using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -507,6 +592,7 @@ void softmax_kernel(const KernelArgs& a) {
   const char* name = op_name(a.op);
   KILN_DISPATCH_FLOATING(x.dtype(), name, [&]<typename TK>() {
     using T = dev_t<TK>;
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     auto in = [&](int i) { return static_cast<const T*>(a.inputs[size_t(i)].data_ptr()); };
     T* out = static_cast<T*>(a.outputs[0].data_ptr());
     const int tpr = n >= 1024 ? kBlock : 32;
@@ -514,6 +600,8 @@ void softmax_kernel(const KernelArgs& a) {
     auto launch = [&]<bool L>() {
       if (inner == 1) {
         if (backward) softmax_bw_rows_kernel<T, L><<<row_blocks, kBlock, 0, stream>>>(in(0), in(1), out, outer, n, tpr);
+        else if (n >= 1024 && size_t(n) * sizeof(A) <= kSmemRow)
+          softmax_rows_smem_kernel<T, L><<<unsigned(outer), kBlock, size_t(n) * sizeof(A), stream>>>(in(0), out, n, nullptr);
         else softmax_rows_kernel<T, L><<<row_blocks, kBlock, 0, stream>>>(in(0), out, outer, n, tpr);
       } else {
         if (backward)
@@ -540,11 +628,15 @@ void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, 
   auto go = [&]<typename A>() {
     KILN_DISPATCH_FLOATING(p.dtype(), "scaled_dot_product_attention", [&]<typename TK>() {
       using TO = dev_t<TK>;
-      if constexpr (std::is_same_v<A, double> == std::is_same_v<TO, double>)
-        softmax_rows_kernel<A, false, TO><<<blocks, kBlock, 0, stream>>>(
-            static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), rows, n, tpr,
-            static_cast<A*>(lse.data_ptr()));
-      else
+      if constexpr (std::is_same_v<A, double> == std::is_same_v<TO, double>) {
+        if (n >= 1024 && size_t(n) * sizeof(A) <= kSmemRow)
+          softmax_rows_smem_kernel<A, false, TO><<<unsigned(rows), kBlock, size_t(n) * sizeof(A), stream>>>(
+              static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), n, static_cast<A*>(lse.data_ptr()));
+        else
+          softmax_rows_kernel<A, false, TO><<<blocks, kBlock, 0, stream>>>(
+              static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), rows, n, tpr,
+              static_cast<A*>(lse.data_ptr()));
+      } else
         KILN_FAIL("scaled_dot_product_attention", "scores and probabilities of mismatched precision");
     });
   };
