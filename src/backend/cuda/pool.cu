@@ -41,11 +41,27 @@ PoolP pool_params(const Pool2dAttrs& a) {
 #define KILN_GRID_LOOP(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
+// Forward kernels: grid.y walks planes, grid.x the outputs of a plane, with 32-bit index
+// arithmetic inside a plane.
+#define KILN_PLANE_LOOP(pl, o2, i, j)                                                              \
+  for (int64_t pl = blockIdx.y; pl < g.planes; pl += gridDim.y)                                    \
+    for (int o2 = int(blockIdx.x * blockDim.x + threadIdx.x), i = o2 / int(g.ow), j = o2 % int(g.ow); \
+         o2 < int(g.oh * g.ow); o2 += int(gridDim.x * blockDim.x), i = o2 / int(g.ow), j = o2 % int(g.ow))
+
+dim3 plane_grid(const Geom& g, int dev) {
+  KILN_CHECK(g.oh * g.ow < int64_t(INT32_MAX), "pool2d", "output planes of ", g.oh, " x ", g.ow, " are too large");
+  const int64_t per_plane = (g.oh * g.ow + kThreads - 1) / kThreads;
+  const int64_t planes = std::min<int64_t>(g.planes, 65535);
+  const int64_t want = int64_t(sm_count(dev)) * 32;
+  const int64_t bx = std::max<int64_t>(1, std::min<int64_t>(per_plane, (want + planes - 1) / planes));
+  return dim3(unsigned(std::max<int64_t>(bx, 1)), unsigned(std::max<int64_t>(planes, 1)));
+}
+
 template <typename T>
 __global__ void max_pool_kernel(const T* x, T* y, int64_t* idx, Geom g, PoolP p) {
   using A = comp_t<T>;
-  KILN_GRID_LOOP(o, g.planes * g.oh * g.ow) {
-    const int64_t j = o % g.ow, i = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+  KILN_PLANE_LOOP(pl, o2, i, j) {
+    const int64_t o = pl * g.oh * g.ow + o2;
     const T* in = x + pl * g.h * g.w;
     A best = A(-INFINITY);
     int64_t arg = -1;
@@ -103,8 +119,8 @@ __device__ Window avg_window(int64_t i, int64_t j, const Geom& g, const PoolP& p
 template <typename T>
 __global__ void avg_pool_kernel(const T* x, T* y, Geom g, PoolP p) {
   using A = comp_t<T>;
-  KILN_GRID_LOOP(o, g.planes * g.oh * g.ow) {
-    const int64_t j = o % g.ow, i = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
+  KILN_PLANE_LOOP(pl, o2, i, j) {
+    const int64_t o = pl * g.oh * g.ow + o2;
     const T* in = x + pl * g.h * g.w;
     const Window win = avg_window(i, j, g, p);
     A s = A(0);
@@ -170,7 +186,7 @@ void max_pool_entry(const KernelArgs& k) {
   int64_t* idx = k.outputs.size() > 1 ? ptr<int64_t>(k.outputs[1]) : nullptr;
   KILN_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&]<typename TK>() {
     using T = dev_t<TK>;
-    max_pool_kernel<T><<<blocks_for(y.numel(), dev, 32), kThreads, 0, current_stream(dev)>>>(
+    max_pool_kernel<T><<<plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(
         ptr<const T>(x), ptr<T>(y), idx, g, pool_params(k.attr<Pool2dAttrs>()));
     KILN_CUDA_CHECK_LAUNCH("max_pool2d");
   });
@@ -183,7 +199,7 @@ void avg_pool_entry(const KernelArgs& k) {
   if (y.numel() == 0) return;
   KILN_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&]<typename TK>() {
     using T = dev_t<TK>;
-    avg_pool_kernel<T><<<blocks_for(y.numel(), dev, 32), kThreads, 0, current_stream(dev)>>>(
+    avg_pool_kernel<T><<<plane_grid(geom(x, y), dev), kThreads, 0, current_stream(dev)>>>(
         ptr<const T>(x), ptr<T>(y), geom(x, y), pool_params(k.attr<Pool2dAttrs>()));
     KILN_CUDA_CHECK_LAUNCH("avg_pool2d");
   });

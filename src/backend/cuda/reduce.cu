@@ -145,26 +145,35 @@ struct ArgP {
 };
 
 // ---- warp and block combination of accumulators ----
+// Shuffles field by field (never through memcpy of the whole struct, which would take
+// the accumulator's address and keep it in local memory for the whole loop).
+struct ShDown {
+  int off;
+  template <typename X>
+  __device__ X operator()(X v) const { return __shfl_down_sync(0xffffffffu, v, off); }
+};
+struct ShIdx {
+  int src;
+  template <typename X>
+  __device__ X operator()(X v) const { return __shfl_sync(0xffffffffu, v, src); }
+};
+template <typename S> __device__ __forceinline__ float shfl_any(float v, S s) { return s(v); }
+template <typename S> __device__ __forceinline__ double shfl_any(double v, S s) { return s(v); }
+template <typename S> __device__ __forceinline__ int32_t shfl_any(int32_t v, S s) { return s(v); }
+template <typename S> __device__ __forceinline__ int64_t shfl_any(int64_t v, S s) { return int64_t(s((long long)v)); }
+template <typename S> __device__ __forceinline__ bool shfl_any(bool v, S s) { return s(int(v)) != 0; }
+template <typename S, typename A>
+__device__ __forceinline__ ShiftedSums<A> shfl_any(const ShiftedSums<A>& v, S s) {
+  return {shfl_any(v.k, s), shfl_any(v.s1, s), shfl_any(v.s2, s), shfl_any(v.n, s)};
+}
+template <typename S, typename V>
+__device__ __forceinline__ ArgAcc<V> shfl_any(const ArgAcc<V>& v, S s) {
+  return {shfl_any(v.v, s), shfl_any(v.i, s)};
+}
+
 template <typename A>
 __device__ __forceinline__ A shfl_down(const A& v, int offset) {
-  static_assert(sizeof(A) % 4 == 0 || sizeof(A) < 4);
-  if constexpr (sizeof(A) < 4) {
-    int w = 0;
-    memcpy(&w, &v, sizeof(A));
-    w = __shfl_down_sync(0xffffffffu, w, offset);
-    A r;
-    memcpy(&r, &w, sizeof(A));
-    return r;
-  } else {
-    constexpr int W = int(sizeof(A) / 4);
-    int w[W];
-    memcpy(w, &v, sizeof(A));
-#pragma unroll
-    for (int k = 0; k < W; ++k) w[k] = __shfl_down_sync(0xffffffffu, w[k], offset);
-    A r;
-    memcpy(&r, w, sizeof(A));
-    return r;
-  }
+  return shfl_any(v, ShDown{offset});
 }
 
 template <typename P, typename A>
@@ -393,6 +402,11 @@ __device__ __forceinline__ void online_add(MaxSum<A>& a, A x) {
   }
 }
 
+template <typename S, typename A>
+__device__ __forceinline__ MaxSum<A> shfl_any(const MaxSum<A>& v, S s) {
+  return {shfl_any(v.m, s), shfl_any(v.s, s)};
+}
+
 template <typename A>
 struct OnlineCombine {
   __device__ void combine(MaxSum<A>& a, const MaxSum<A>& b) const {
@@ -430,13 +444,7 @@ __device__ __forceinline__ A row_all_combine(const C& c, A a, int tpr, A* smem) 
     __syncthreads();
     return a;
   }
-  // Lane 0 of the warp holds the result.
-  int w[sizeof(A) / 4];
-  memcpy(w, &a, sizeof(A));
-#pragma unroll
-  for (int k = 0; k < int(sizeof(A) / 4); ++k) w[k] = __shfl_sync(0xffffffffu, w[k], 0);
-  memcpy(&a, w, sizeof(A));
-  return a;
+  return shfl_any(a, ShIdx{0});  // lane 0 of the warp holds the result
 }
 
 template <typename T, bool kLog, typename TOut = T>
@@ -484,7 +492,7 @@ __device__ __forceinline__ A block_reduce(A v, bool is_max, A* red) {
 
 template <typename T, bool kLog, typename TOut = T>
 __global__ void softmax_rows_smem_kernel(const T* x, TOut* y, int64_t n,
-                                         std::conditional_t<std::is_same_v<T, double>, double, float>* lse) {
+                                         std::conditional_t<std::is_same_v<T, double>, double, float>* lse, bool vec) {
   using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
   extern __shared__ __align__(16) char smem_raw[];
   A* buf = reinterpret_cast<A*>(smem_raw);
@@ -492,10 +500,24 @@ __global__ void softmax_rows_smem_kernel(const T* x, TOut* y, int64_t n,
   const int64_t row = blockIdx.x;
   const T* xr = x + row * n;
   A m = A(-INFINITY);
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-    const A v = convert<A>(xr[k]);
-    buf[k] = v;
-    m = (v != v || v > m) ? v : m;
+  constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+  if (vec) {  // 16-byte loads (n % V == 0, rows aligned)
+    const Vec<T, V>* xv = reinterpret_cast<const Vec<T, V>*>(xr);
+    for (int64_t kv = threadIdx.x; kv < n / V; kv += blockDim.x) {
+      const Vec<T, V> t = xv[kv];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = convert<A>(t.v[j]);
+        buf[kv * V + j] = v;
+        m = (v != v || v > m) ? v : m;
+      }
+    }
+  } else {
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      const A v = convert<A>(xr[k]);
+      buf[k] = v;
+      m = (v != v || v > m) ? v : m;
+    }
   }
   m = block_reduce(m, true, red);
   const A mu = m == A(-INFINITY) ? A(0) : m;  // a row of -inf: exp gives 0, the sum 0, lse -inf
@@ -601,7 +623,8 @@ void softmax_kernel(const KernelArgs& a) {
       if (inner == 1) {
         if (backward) softmax_bw_rows_kernel<T, L><<<row_blocks, kBlock, 0, stream>>>(in(0), in(1), out, outer, n, tpr);
         else if (n >= 1024 && size_t(n) * sizeof(A) <= kSmemRow)
-          softmax_rows_smem_kernel<T, L><<<unsigned(outer), kBlock, size_t(n) * sizeof(A), stream>>>(in(0), out, n, nullptr);
+          softmax_rows_smem_kernel<T, L><<<unsigned(outer), kBlock, size_t(n) * sizeof(A), stream>>>(
+              in(0), out, n, nullptr, n % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(in(0)) % 16 == 0);
         else softmax_rows_kernel<T, L><<<row_blocks, kBlock, 0, stream>>>(in(0), out, outer, n, tpr);
       } else {
         if (backward)
@@ -631,7 +654,8 @@ void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, 
       if constexpr (std::is_same_v<A, double> == std::is_same_v<TO, double>) {
         if (n >= 1024 && size_t(n) * sizeof(A) <= kSmemRow)
           softmax_rows_smem_kernel<A, false, TO><<<unsigned(rows), kBlock, size_t(n) * sizeof(A), stream>>>(
-              static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), n, static_cast<A*>(lse.data_ptr()));
+              static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), n, static_cast<A*>(lse.data_ptr()),
+              n % (16 / sizeof(A)) == 0 && reinterpret_cast<uintptr_t>(s.data_ptr()) % 16 == 0);
         else
           softmax_rows_kernel<A, false, TO><<<blocks, kBlock, 0, stream>>>(
               static_cast<const A*>(s.data_ptr()), static_cast<TO*>(p.data_ptr()), rows, n, tpr,
