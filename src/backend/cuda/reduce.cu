@@ -294,6 +294,35 @@ __global__ void reduce_finish_kernel(P p, const typename P::acc_t* ws, int64_t n
   }
 }
 
+// Few outputs (whole-tensor reductions): a block per output combines its partials in
+// parallel; one thread walking a thousand partials would wait on each load in turn.
+template <typename P>
+__global__ void reduce_finish_block_kernel(P p, const typename P::acc_t* ws, int64_t n_out, int splits, int64_t R) {
+  using A = typename P::acc_t;
+  __shared__ char smem_raw[sizeof(A) * (kBlock / 32)];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+  const int64_t pos = blockIdx.x;
+  A a = p.ident();
+  for (int s = threadIdx.x; s < splits; s += kBlock) p.combine(a, ws[int64_t(s) * n_out + pos]);
+  a = warp_combine(p, a);
+  if (threadIdx.x % 32 == 0) smem[threadIdx.x / 32] = a;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  a = smem[0];
+  for (int w = 1; w < kBlock / 32; ++w) p.combine(a, smem[w]);
+  p.store(pos, a, R);
+}
+
+template <typename P>
+void finish(const char* op, const P& p, const typename P::acc_t* ws, int64_t n_out, int64_t splits, int64_t R,
+            int dev, cudaStream_t stream) {
+  if (n_out <= int64_t(sm_count(dev)) * 4)
+    reduce_finish_block_kernel<P><<<unsigned(n_out), kBlock, 0, stream>>>(p, ws, n_out, int(splits), R);
+  else
+    reduce_finish_kernel<P><<<blocks_for(n_out, dev), kThreads, 0, stream>>>(p, ws, n_out, int(splits), R);
+  KILN_CUDA_CHECK_LAUNCH(op);
+}
+
 template <typename P, typename T>
 void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, int64_t R, int64_t inner, int dev) {
   using A = typename P::acc_t;
@@ -324,10 +353,7 @@ void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, in
     reduce_rows_kernel<P, T><<<dim3(unsigned(base), unsigned(splits)), kBlock, 0, stream>>>(
         p, x, outer, R, tpr, std::max<int64_t>(chunk, 1), ws, vec);
     KILN_CUDA_CHECK_LAUNCH(op);
-    if (splits > 1) {
-      reduce_finish_kernel<P><<<blocks_for(n_out, dev), kThreads, 0, stream>>>(p, ws, n_out, int(splits), R);
-      KILN_CUDA_CHECK_LAUNCH(op);
-    }
+    if (splits > 1) finish(op, p, ws, n_out, splits, R, dev, stream);
   } else {
     const int64_t base = outer * ((inner + 31) / 32);
     KILN_CHECK(base <= INT32_MAX, op, "too many columns for the CUDA reduction kernel");
@@ -339,10 +365,7 @@ void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, in
     reduce_cols_kernel<P, T><<<dim3(unsigned(base), unsigned(splits)), dim3(32, 8), 0, stream>>>(
         p, x, outer, R, inner, std::max<int64_t>(chunk, 1), ws);
     KILN_CUDA_CHECK_LAUNCH(op);
-    if (splits > 1) {
-      reduce_finish_kernel<P><<<blocks_for(n_out, dev), kThreads, 0, stream>>>(p, ws, n_out, int(splits), R);
-      KILN_CUDA_CHECK_LAUNCH(op);
-    }
+    if (splits > 1) finish(op, p, ws, n_out, splits, R, dev, stream);
   }
 }
 
