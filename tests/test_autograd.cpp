@@ -431,3 +431,18 @@ TEST(Autograd, ViewsSeeInPlaceChangesOfTheirBase) {
   out.backward(ones({3}, DType::Float64));
   expect_near(vec(y.grad()), {2, 2, 2, 10, 10, 10});
 }
+
+TEST(Autograd, GradReturnsGradientsWithoutAccumulating) {
+  Tensor x = leaf({1.0, 2.0}), z = leaf({3.0});
+  Tensor h = x * x;
+  Tensor y = (h * 3.0).sum();
+  auto g = autograd::grad({y}, {x, h, z}, {}, /*retain_graph=*/true);
+  ASSERT_EQ(g.size(), 3u);
+  expect_near(vec(g[0]), {6.0, 12.0});  // d/dx 3x^2
+  expect_near(vec(g[1]), {3.0, 3.0});   // d/dh
+  EXPECT_FALSE(g[2].defined());         // y does not depend on z
+  EXPECT_FALSE(x.grad().defined());
+  y.backward();
+  expect_near(vec(x.grad()), {6.0, 12.0});
+  EXPECT_NE(error_of([&] { autograd::grad({y}, {ones({2}, DType::Float64)}); }).find("[grad]"), std::string::npos);
+}

@@ -141,6 +141,10 @@ TEST(Gradcheck, Views) {
   contiguous_only.check_strided = false;
   EXPECT_TRUE(gradcheck([](const In& t) { return t[0].as_strided({3, 2}, {1, 4}, 1); }, {grad_input({3, 4})},
                         contiguous_only));
+  // dtype round trip: float32 rounding needs a larger step and tolerance
+  EXPECT_TRUE(gradcheck([](const In& t) { return t[0].to(DType::Float32).to(DType::Float64) * 2.0; }, {x},
+                        {.eps = 1e-2, .atol = 1e-3, .rtol = 1e-3}));
+  EXPECT_TRUE(gradcheck([](const In& t) { return t[0].to(kCpu).contiguous(); }, {x}));
   // A chain of views into one op.
   EXPECT_TRUE(gradcheck([](const In& t) { return t[0].t().narrow(0, 1, 2) * t[0].select(0, 0).unsqueeze(0); },
                         {grad_input({3, 3})}));

@@ -131,6 +131,11 @@ class EnableGradGuard {
 void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grad_tensors = {},
               bool retain_graph = false);
 
+// The gradients of outputs with respect to inputs (torch.autograd.grad): returned, not
+// accumulated into any .grad; undefined for an input the outputs do not depend on.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false);
+
 // The edge a gradient for t flows into: t's grad_fn, its leaf accumulator, or invalid.
 Edge gradient_edge(const Tensor& t);
 

@@ -78,7 +78,11 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grad_tensors, bool retain_graph) {
+namespace {
+// Runs the graph from `tensors`. With `captures` (autograd::grad), gradients arriving at
+// those edges are returned instead, and no leaf's .grad changes.
+std::vector<Tensor> run_backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grad_tensors,
+                                 bool retain_graph, const std::vector<Edge>* captures) {
   KILN_CHECK(grad_tensors.empty() || grad_tensors.size() == tensors.size(), "backward", "got ", tensors.size(),
              " tensors but ", grad_tensors.size(), " gradients");
   std::vector<Edge> roots;
@@ -132,6 +136,7 @@ void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& gra
   root_grads.clear();
 
   std::priority_queue<Node*, std::vector<Node*>, ByLatest> ready;
+  std::vector<Tensor> captured(captures ? captures->size() : 0);
   for (auto& [n, d] : deps)
     if (d == 0) ready.push(n);
   while (!ready.empty()) {
@@ -151,6 +156,11 @@ void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& gra
       Tensor& dst = impl->autograd->grad;
       dst = dst.defined() ? dst + grads[output_nr] : grads[output_nr].clone();
     }
+    if (captures) {
+      for (size_t k = 0; k < captures->size(); ++k)
+        if ((*captures)[k].fn.get() == n) captured[k] = grads[(*captures)[k].input_nr];
+      if (dynamic_cast<AccumulateGrad*>(n)) continue;
+    }
     std::vector<Tensor> outs = n->apply(std::move(grads));
     if (!retain_graph) n->release_variables();
     KILN_CHECK(outs.size() == n->next_edges.size() || outs.empty(), "backward", n->name(), " returned ",
@@ -166,6 +176,23 @@ void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& gra
         if (e.valid() && --deps[e.fn.get()] == 0) ready.push(e.fn.get());
     }
   }
+  return captured;
+}
+}  // namespace
+
+void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grad_tensors, bool retain_graph) {
+  run_backward(tensors, grad_tensors, retain_graph, nullptr);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+  std::vector<Edge> captures;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    KILN_CHECK(inputs[i].defined() && inputs[i].requires_grad(), "grad", "input ", i,
+               " does not require grad");
+    captures.push_back(gradient_edge(inputs[i]));
+  }
+  return run_backward(outputs, grad_outputs, retain_graph, &captures);
 }
 
 size_t graph_size(const Tensor& t) {
