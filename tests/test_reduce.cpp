@@ -428,6 +428,19 @@ TEST(Softmax, RowsSumToOneAndLargeInputsDoNotOverflow) {
       expect_close(log_softmax(a, dim), ref_softmax(a, dim, true), 1e-5, "log_softmax " + shape_str(s));
     }
   }
+  // A long row and a tall column: sums over 200000 terms stay accurate in float.
+  // Outputs are ~5e-6 here, so compare relative errors.
+  auto expect_relative = [](const Tensor& got, const std::vector<double>& want, const char* what) {
+    const std::vector<double> v = values(got);
+    double worst = 0;
+    for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, std::fabs(v[i] - want[i]) / std::fabs(want[i]));
+    EXPECT_LT(worst, 2e-6) << what;
+  };
+  Tensor wide = rand({1, 200000}, DType::Float32, &g);
+  expect_relative(softmax(wide, 1), ref_softmax(wide, 1, false), "softmax wide row");
+  expect_relative(log_softmax(wide, 1), ref_softmax(wide, 1, true), "log_softmax wide row");
+  Tensor tall = rand({200000, 2}, DType::Float32, &g);
+  expect_relative(softmax(tall, 0), ref_softmax(tall, 0, false), "softmax tall column");
   // -inf entries (masks) get exactly 0; a NaN poisons its row only.
   Tensor m = tensor<float>({0, -INFINITY, 0, 1, NAN, 2}, {2, 3});
   const auto y = softmax(m, 1).to_vector<float>();

@@ -4,6 +4,7 @@
 // float16/bfloat16 compute in float through a row buffer; float64 uses std::exp.
 //   softmax_backward(grad, out):     grad_in = out * (grad - sum(grad * out))
 //   log_softmax_backward(grad, out): grad_in = grad - exp(out) * sum(grad)
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -27,6 +28,22 @@ inline A exp_of(A v) {
   else return std::exp(v);
 }
 
+// Sum of term(k) for k < n: A lanes within blocks of kBlock, double across blocks, so long
+// rows stay accurate in float. term may also store (the softmax numerators).
+constexpr int64_t kBlock = 1024;
+template <typename A, typename F>
+inline double block_sum(int64_t n, F term) {
+  double total = 0;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    A s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = b; k < e; ++k) s += term(k);
+    total += double(s);
+  }
+  return total;
+}
+
 // One row of n elements (unit stride), in the compute type A.
 template <typename A, bool kLog>
 KILN_SIMD_CLONES void softmax_row(const A* x, A* y, int64_t n) {
@@ -34,20 +51,13 @@ KILN_SIMD_CLONES void softmax_row(const A* x, A* y, int64_t n) {
 #pragma omp simd reduction(max : m)
   for (int64_t k = 0; k < n; ++k) m = x[k] > m ? x[k] : m;
   if constexpr (kLog) {
-    A s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; ++k) s += exp_of<A>(x[k] - m);
-    const A logs = A(std::log(double(s)));  // (x - m) - log(s): m + log(s) would round at m's scale
+    const double s = block_sum<A>(n, [&](int64_t k) { return exp_of<A>(x[k] - m); });
+    const A logs = A(std::log(s));  // (x - m) - log(s): m + log(s) would round at m's scale
 #pragma omp simd
     for (int64_t k = 0; k < n; ++k) y[k] = (x[k] - m) - logs;
   } else {
-    A s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; ++k) {
-      y[k] = exp_of<A>(x[k] - m);
-      s += y[k];
-    }
-    const A inv = A(1) / s;
+    const double s = block_sum<A>(n, [&](int64_t k) { return y[k] = exp_of<A>(x[k] - m); });
+    const A inv = A(1.0 / s);
 #pragma omp simd
     for (int64_t k = 0; k < n; ++k) y[k] *= inv;
   }
@@ -56,7 +66,8 @@ KILN_SIMD_CLONES void softmax_row(const A* x, A* y, int64_t n) {
 // Columns j < nc of [n, stride] starting at x (outputs likewise), in the compute type A.
 template <typename A, bool kLog>
 KILN_SIMD_CLONES void softmax_cols(const A* x, A* y, int64_t n, int64_t stride, int64_t nc) {
-  A m[kCols], s[kCols];
+  A m[kCols], f[kCols];
+  double s[kCols];  // column sums in double: n rows may be many
   for (int64_t j = 0; j < nc; ++j) m[j] = -INFINITY, s[j] = 0;
   for (int64_t i = 0; i < n; ++i) {
     const A* r = x + i * stride;
@@ -68,26 +79,19 @@ KILN_SIMD_CLONES void softmax_cols(const A* x, A* y, int64_t n, int64_t stride, 
 #pragma omp simd
     for (int64_t j = 0; j < nc; ++j) s[j] += exp_of<A>(r[j] - m[j]);
   }
-  for (int64_t j = 0; j < nc; ++j) s[j] = kLog ? A(std::log(double(s[j]))) : A(1) / s[j];
+  for (int64_t j = 0; j < nc; ++j) f[j] = kLog ? A(std::log(s[j])) : A(1.0 / s[j]);
   for (int64_t i = 0; i < n; ++i) {
     const A* r = x + i * stride;
     A* o = y + i * stride;
 #pragma omp simd
-    for (int64_t j = 0; j < nc; ++j) o[j] = kLog ? (r[j] - m[j]) - s[j] : exp_of<A>(r[j] - m[j]) * s[j];
+    for (int64_t j = 0; j < nc; ++j) o[j] = kLog ? (r[j] - m[j]) - f[j] : exp_of<A>(r[j] - m[j]) * f[j];
   }
 }
 
 template <typename A, bool kLog>
 KILN_SIMD_CLONES void backward_row(const A* g, const A* out, A* gi, int64_t n) {
-  A s = 0;
-  if constexpr (kLog) {
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; ++k) s += g[k];
-  } else {
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; ++k) s += g[k] * out[k];
-  }
-  const A d = s;
+  const A d = A(kLog ? block_sum<A>(n, [&](int64_t k) { return g[k]; })
+                     : block_sum<A>(n, [&](int64_t k) { return g[k] * out[k]; }));
   if constexpr (kLog) {
 #pragma omp simd
     for (int64_t k = 0; k < n; ++k) gi[k] = g[k] - exp_of<A>(out[k]) * d;
@@ -99,14 +103,16 @@ KILN_SIMD_CLONES void backward_row(const A* g, const A* out, A* gi, int64_t n) {
 
 template <typename A, bool kLog>
 KILN_SIMD_CLONES void backward_cols(const A* g, const A* out, A* gi, int64_t n, int64_t stride, int64_t nc) {
+  double acc[kCols];
   A s[kCols];
-  for (int64_t j = 0; j < nc; ++j) s[j] = 0;
+  for (int64_t j = 0; j < nc; ++j) acc[j] = 0;
   for (int64_t i = 0; i < n; ++i) {
     const A* gr = g + i * stride;
     const A* orow = out + i * stride;
 #pragma omp simd
-    for (int64_t j = 0; j < nc; ++j) s[j] += kLog ? gr[j] : gr[j] * orow[j];
+    for (int64_t j = 0; j < nc; ++j) acc[j] += kLog ? gr[j] : gr[j] * orow[j];
   }
+  for (int64_t j = 0; j < nc; ++j) s[j] = A(acc[j]);
   for (int64_t i = 0; i < n; ++i) {
     const A* gr = g + i * stride;
     const A* orow = out + i * stride;
