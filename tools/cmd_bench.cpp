@@ -12,6 +12,7 @@
 
 #include "kiln/device_manager.h"
 #include "kiln/generator.h"
+#include "kiln/memory.h"
 #include "kiln/ops.h"
 #include "tools/commands.h"
 
@@ -179,8 +180,11 @@ void run_suite(Bench& b, bool gpu) {
     const int64_t n = int64_t(1) << 28;
     Tensor h = randn({n}, TensorOptions(DType::Float32).device(kCpu));
     Tensor dd = empty({n}, f32);
+    Tensor pinned = pinned_empty({n});
+    pinned.copy_(h);
+    b.run("h2d pinned 1GiB", double(n) * F, 0, [&] { dd.copy_(pinned, /*non_blocking=*/true); });
     b.run("h2d pageable 1GiB", double(n) * F, 0, [&] { dd.copy_(h); });
-    b.run("d2h pageable 1GiB", double(n) * F, 0, [&] { h.copy_(dd); });
+    b.run("d2h pinned 1GiB", double(n) * F, 0, [&] { pinned.copy_(dd, /*non_blocking=*/true); });
   }
   {
     b.run("1000 allocs+frees (caching allocator)", 0, 0, [&] {
