@@ -13,6 +13,8 @@
 #include "kiln/device_manager.h"
 #include "kiln/generator.h"
 #include "kiln/memory.h"
+#include "kiln/optim.h"
+#include "tools/fashion_cnn.h"
 #include "kiln/ops.h"
 #include "tools/commands.h"
 
@@ -194,6 +196,17 @@ void run_suite(Bench& b, bool gpu) {
     });
     Tensor a1 = randn({1}, f32), b1 = randn({1}, f32);
     b.run("add 1-element (dispatch overhead)", 0, 0, [&] { (void)add(a1, b1); });
+  }
+  {  // one training step of the main job's CNN (the model `kiln train` trains)
+    auto net = make_fashion_cnn();
+    net->to(d);
+    optim::Adam opt(net->parameters(), optim::AdamOptions{});
+    Tensor xb = randn({256, 1, 28, 28}, f32), yb = randint(0, 10, {256}, TensorOptions(DType::Int64).device(d));
+    b.run("train step fmnist cnn b256 fp32", 0, 0, [&] {
+      opt.zero_grad();
+      nn::cross_entropy(net->forward(xb), yb).backward();
+      opt.step();
+    });
   }
 }
 }  // namespace
