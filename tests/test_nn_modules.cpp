@@ -828,4 +828,9 @@ TEST(Layers, FashionMnistCnnShapesAndParameterCount) {
   EXPECT_EQ(cnn.num_parameters(), (32 * 9 + 32) + 64 + (64 * 32 * 9 + 64) + 128 + (3136 * 10 + 10));
   const Tensor y = cnn(randn({2, 1, 28, 28}));
   EXPECT_EQ(y.shape(), (Shape{2, 10}));
+  cross_entropy(y, tensor<int64_t>({3, 7})).backward();
+  for (const auto& [name, p] : cnn.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_EQ(p.grad().shape(), p.shape()) << name;
+  }
 }
