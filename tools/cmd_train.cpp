@@ -148,7 +148,7 @@ int cmd_train(const Args& args) {
   optim::Adam opt(model->parameters(), optim::AdamOptions{.lr = a.lr});
   std::cout << "model: " << model->num_parameters() << " parameters on " << device.str() << "; Adam lr " << a.lr
             << (a.schedule == "cosine" ? " (cosine to 0)" : "") << ", batch " << a.batch_size << ", " << a.epochs
-            << " epochs\n";
+            << (a.epochs == 1 ? " epoch\n" : " epochs\n");
 
   data::DataLoader loader(std::make_shared<data::TensorDataset>(train.images, train.labels),
                           {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed});
