@@ -32,8 +32,9 @@ namespace {
 
 // Measured on the 2-core development machine (seed 0, cosine schedule): test accuracy
 // 88.6% / 89.4% / 90.3% / 90.8% after epochs 1-4 of a 4-epoch run; 3 epochs alone end at
-// 90.2%, too close to 90%. One epoch costs about 50 CPU-seconds (~30 s of wall time on
-// the idle machine); with 8 concurrent jobs on its 2 cores the 4 epochs took 10 minutes.
+// 90.2%, too close to 90%. An epoch costs about 50 CPU-seconds, so on the idle machine
+// 4 epochs should take 2-3 minutes (estimated: while measuring, other jobs kept a load
+// of ~15 on the 2 cores, and the 4 epochs took 10 minutes of wall time).
 constexpr int64_t kDefaultEpochs = 4;
 
 struct TrainArgs {
