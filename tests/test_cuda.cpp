@@ -224,8 +224,10 @@ TEST(Cuda, LargeReductionsMatchNaiveLoops) {
     if (xf[size_t(i)] == mx) { first = i; break; }
   EXPECT_EQ(argmax(xd).item<int64_t>(), first);
 
-  // Columns: max over dim 0 of [R, C] with its indices, and sum over dim 0.
-  const int64_t R = 3001, C = 67;
+  // Columns: max over dim 0 of [R, C] with its indices, and sum over dim 0 (67 columns:
+  // one column a thread; 256: the 16-byte path, four columns a thread).
+  for (const int64_t C : {int64_t(67), int64_t(256)}) {
+  const int64_t R = 3001;
   Tensor m = tensor(iota_values(R * C, 0.21, -9), {R, C}).to(DType::Float32);
   const auto mf = m.to(DType::Float64).to_vector<double>();
   auto [vals, idx] = max(m.to(kGpu), 0);
@@ -243,6 +245,7 @@ TEST(Cuda, LargeReductionsMatchNaiveLoops) {
     ASSERT_EQ(gv[size_t(j)], best) << j;
     ASSERT_EQ(gi[size_t(j)], bi) << j;
     ASSERT_NEAR(cs[size_t(j)], col, 1e-4 * std::abs(col) + 1e-3) << j;
+  }
   }
 }
 

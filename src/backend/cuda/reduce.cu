@@ -252,12 +252,59 @@ __global__ void reduce_rows_kernel(P p, const T* x, int64_t rows, int64_t R, int
 
 // Columns: [outer, R, inner]; block (32 columns) x (8 threads down R); grid.x covers
 // outer * ceil(inner / 32), grid.y splits R.
+// Columns per thread in the vector path of the column kernel: 16 bytes, at most 4 columns.
+template <typename T>
+constexpr int col_vec() {
+  return 16 / sizeof(T) >= 4 ? 4 : int(16 / sizeof(T));
+}
+
 template <typename P, typename T>
 __global__ void reduce_cols_kernel(P p, const T* x, int64_t outer, int64_t R, int64_t inner, int64_t chunk,
-                                   typename P::acc_t* ws) {
+                                   typename P::acc_t* ws, bool vec) {
   using A = typename P::acc_t;
   __shared__ char smem_raw[sizeof(A) * kBlock];
   A* smem = reinterpret_cast<A*>(smem_raw);
+  if (vec) {  // each thread reads kColVec adjacent columns per load (inner % kColVec == 0, aligned)
+    constexpr int V = col_vec<T>();
+    const int64_t cb = (inner + 32 * V - 1) / (32 * V);
+    const int64_t o = int64_t(blockIdx.x) / cb;
+    const int64_t j0 = (int64_t(blockIdx.x) % cb) * 32 * V + int64_t(threadIdx.x) * V;
+    const int64_t begin = int64_t(blockIdx.y) * chunk, end = min(R, begin + chunk);
+    A acc[V];
+#pragma unroll
+    for (int c = 0; c < V; ++c) acc[c] = p.ident();
+    if (j0 < inner) {
+      const T* xc = x + o * R * inner + j0;
+      int64_t r = begin + threadIdx.y;
+      for (; r + 8 < end; r += 16) {
+        const Vec<T, V> v0 = *reinterpret_cast<const Vec<T, V>*>(xc + r * inner);
+        const Vec<T, V> v1 = *reinterpret_cast<const Vec<T, V>*>(xc + (r + 8) * inner);
+#pragma unroll
+        for (int c = 0; c < V; ++c) p.add(acc[c], v0.v[c], r);
+#pragma unroll
+        for (int c = 0; c < V; ++c) p.add(acc[c], v1.v[c], r + 8);
+      }
+      for (; r < end; r += 8) {
+        const Vec<T, V> v0 = *reinterpret_cast<const Vec<T, V>*>(xc + r * inner);
+#pragma unroll
+        for (int c = 0; c < V; ++c) p.add(acc[c], v0.v[c], r);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < V; ++c) {
+      smem[threadIdx.y * 32 + threadIdx.x] = acc[c];
+      __syncthreads();
+      if (threadIdx.y == 0 && j0 < inner) {
+        A a = acc[c];
+        for (int k = 1; k < 8; ++k) p.combine(a, smem[k * 32 + threadIdx.x]);
+        const int64_t pos = o * inner + j0 + c;
+        if (gridDim.y == 1) p.store(pos, a, R);
+        else ws[int64_t(blockIdx.y) * outer * inner + pos] = a;
+      }
+      __syncthreads();
+    }
+    return;
+  }
   const int64_t col_blocks = (inner + 31) / 32;
   const int64_t o = int64_t(blockIdx.x) / col_blocks;
   const int64_t j = (int64_t(blockIdx.x) % col_blocks) * 32 + threadIdx.x;
@@ -355,7 +402,10 @@ void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, in
     KILN_CUDA_CHECK_LAUNCH(op);
     if (splits > 1) finish(op, p, ws, n_out, splits, R, dev, stream);
   } else {
-    const int64_t base = outer * ((inner + 31) / 32);
+    constexpr int64_t V = col_vec<T>();
+    const bool vec = V > 1 && inner % V == 0 && inner >= 32 * V &&
+                     reinterpret_cast<uintptr_t>(x) % (sizeof(T) * size_t(V)) == 0;
+    const int64_t base = outer * ((inner + (vec ? 32 * V : 32) - 1) / (vec ? 32 * V : 32));
     KILN_CHECK(base <= INT32_MAX, op, "too many columns for the CUDA reduction kernel");
     splits = std::clamp<int64_t>(target / base, 1, std::max<int64_t>(1, R / 128));
     splits = std::min<int64_t>(splits, 65535);
@@ -363,7 +413,7 @@ void run_reduce(const char* op, const P& p, const Tensor& src, int64_t outer, in
     splits = std::max<int64_t>(1, (R + chunk - 1) / std::max<int64_t>(chunk, 1));
     A* ws = ws_for(splits);
     reduce_cols_kernel<P, T><<<dim3(unsigned(base), unsigned(splits)), dim3(32, 8), 0, stream>>>(
-        p, x, outer, R, inner, std::max<int64_t>(chunk, 1), ws);
+        p, x, outer, R, inner, std::max<int64_t>(chunk, 1), ws, vec);
     KILN_CUDA_CHECK_LAUNCH(op);
     if (splits > 1) finish(op, p, ws, n_out, splits, R, dev, stream);
   }
