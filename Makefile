@@ -15,9 +15,10 @@ build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: train the Fashion-MNIST CNN on the best device present (kiln train --help).
 run: build
 	$(BUILD)/tools/kiln info
-	$(BUILD)/tools/kiln demo
+	$(BUILD)/tools/kiln train
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)

@@ -419,9 +419,9 @@ std::vector<OpInfo> elementwise_ops() {
   ops.push_back(unary_special("reciprocal_special", [](T a) { return reciprocal(a); }, [](double x) { return 1 / x; }));
   ops.push_back(unary_special("relu_special", [](T a) { return relu(a); },
                               [](double x) { return std::isnan(x) ? x : (x > 0 ? x : 0.0); }));
-  ops.push_back(unary_special("maximum_special", [](T a) { return maximum(a, full({}, 0.25, a.dtype())); },
+  ops.push_back(unary_special("maximum_special", [](T a) { return maximum(a, full({}, 0.25, TensorOptions(a.dtype()).device(a.device()))); },
                               [](double x) { return std::isnan(x) ? x : std::max(x, 0.25); }));
-  ops.push_back(unary_special("minimum_special", [](T a) { return minimum(a, full({}, 0.25, a.dtype())); },
+  ops.push_back(unary_special("minimum_special", [](T a) { return minimum(a, full({}, 0.25, TensorOptions(a.dtype()).device(a.device()))); },
                               [](double x) { return std::isnan(x) ? x : std::min(x, 0.25); }));
 
   // in place
