@@ -247,7 +247,7 @@ void where_kernel(const KernelArgs& a) {
 
 // ---- activation backward helpers: inputs (grad, x-or-y) ----
 template <typename V>
-V activation_grad(OpId op, V g, V v) {
+[[gnu::always_inline]] inline V activation_grad(OpId op, V g, V v) {
   switch (op) {
     case OpId::ReluBackward: return v > V(0) ? g : V(0);
     case OpId::SigmoidBackward: return g * v * (V(1) - v);  // v = sigmoid(x)
@@ -273,12 +273,26 @@ V activation_grad(OpId op, V g, V v) {
   KILN_FAIL(op_name(op), "is not an activation backward op");
 }
 
+// The op is a template argument so the loop body is chosen once, not per element.
+template <typename T, OpId Op>
+void activation_backward_fixed(const Tensor& out, const Tensor& g, const Tensor& v) {
+  cpu_map<T, T, T>(out, {&g, &v}, [](T gi, T vi) { return T(activation_grad<C<T>>(Op, C<T>(gi), C<T>(vi))); });
+}
+
+template <typename T>
+void activation_backward_typed(OpId op, const Tensor& out, const Tensor& g, const Tensor& v) {
+  switch (op) {
+#define KILN_ACT_CASE(id) case OpId::id: return activation_backward_fixed<T, OpId::id>(out, g, v);
+    KILN_ACT_CASE(ReluBackward) KILN_ACT_CASE(SigmoidBackward) KILN_ACT_CASE(TanhBackward)
+    KILN_ACT_CASE(SiluBackward) KILN_ACT_CASE(GeluBackward) KILN_ACT_CASE(GeluTanhBackward)
+#undef KILN_ACT_CASE
+    default: KILN_FAIL(op_name(op), "is not an activation backward op");
+  }
+}
+
 void activation_backward_kernel(const KernelArgs& a) {
-  const Tensor& out = a.outputs[0];
-  KILN_DISPATCH_FLOATING(out.dtype(), op_name(a.op), [&]<typename T>() {
-    const OpId op = a.op;
-    cpu_map<T, T, T>(out, {&a.inputs[0], &a.inputs[1]},
-                     [op](T g, T v) { return T(activation_grad<C<T>>(op, C<T>(g), C<T>(v))); });
+  KILN_DISPATCH_FLOATING(a.outputs[0].dtype(), op_name(a.op), [&]<typename T>() {
+    activation_backward_typed<T>(a.op, a.outputs[0], a.inputs[0], a.inputs[1]);
   });
 }
 
