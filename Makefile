@@ -18,7 +18,8 @@ build: deps
 # The main job: train the Fashion-MNIST CNN on the best device present (kiln train --help).
 run: build
 	$(BUILD)/tools/kiln info
-	$(BUILD)/tools/kiln train
+	OMP_WAIT_POLICY=passive $(BUILD)/tools/kiln train
+	$(BUILD)/tools/kiln predict --model runs/latest/model.safetensors --index 0
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
