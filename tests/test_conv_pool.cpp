@@ -11,6 +11,9 @@
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
 #include "tests/support/fake_backend.h"
+#include "tests/support/expect_error.h"
+
+using kiln::testing::expect_error;
 
 using namespace kiln;
 
@@ -30,17 +33,6 @@ void expect_near(const std::vector<double>& got, const std::vector<double>& want
     ASSERT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << " at " << i;
 }
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& fragment = "") {
-  try {
-    f();
-    FAIL() << "expected kiln::Error from " << op;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    if (!fragment.empty()) EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
-  }
-}
 
 struct ConvCase {
   int64_t n, c, h, w, o, kh, kw, g;

@@ -10,6 +10,9 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/ops_nn_backward.h"
+#include "tests/support/expect_error.h"
+
+using kiln::testing::expect_error;
 
 using namespace kiln;
 
@@ -22,16 +25,6 @@ Tensor seq(const Shape& shape, DType dt = DType::Float64) {
 // Element (flat row-major index) of a float64 copy.
 std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
 
-void expect_error(const std::function<void()>& f, const std::string& op, const std::string& also = "") {
-  try {
-    f();
-    FAIL() << "expected kiln::Error from " << op;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    if (!also.empty()) EXPECT_NE(msg.find(also), std::string::npos) << msg;
-  }
-}
 
 }  // namespace
 

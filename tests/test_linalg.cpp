@@ -9,6 +9,9 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "tests/support/fake_backend.h"
+#include "tests/support/expect_error.h"
+
+using kiln::testing::expect_error;
 
 using namespace kiln;
 
@@ -44,17 +47,6 @@ Tensor rnd(const Shape& s, DType dt = DType::Float32) {
   return randn(s, TensorOptions(dt).device(kCpu), &gen);
 }
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& fragment = "") {
-  try {
-    f();
-    FAIL() << "expected kiln::Error from " << op;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    if (!fragment.empty()) EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
-  }
-}
 
 }  // namespace
 

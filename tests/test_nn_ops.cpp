@@ -12,6 +12,9 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/ops_nn_backward.h"
+#include "tests/support/expect_error.h"
+
+using kiln::testing::expect_error;
 
 using namespace kiln;
 
@@ -54,16 +57,6 @@ void expect_near(const Vec& got, const Vec& want, double tol, const std::string&
     EXPECT_NEAR(got[i], want[i], tol * (1 + std::abs(want[i]))) << what << " at " << i;
 }
 
-void expect_error(const std::function<void()>& f, const std::string& op, const std::string& also = "") {
-  try {
-    f();
-    FAIL() << "expected kiln::Error from " << op;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    if (!also.empty()) EXPECT_NE(msg.find(also), std::string::npos) << msg;
-  }
-}
 
 double tol_for(DType dt) {
   switch (dt) {
