@@ -2,6 +2,7 @@
 // Registration functions of the CUDA kernel families, one per file, called by
 // cuda_backend.cpp.
 #include "kiln/dispatch.h"
+#include "kiln/shape.h"
 
 namespace kiln {
 class Tensor;
@@ -18,6 +19,7 @@ void register_conv(KernelRegistry& r);         // conv.cpp (cuDNN)
 void register_nn_kernels(KernelRegistry& r);   // nn.cu
 void register_attention(KernelRegistry& r);    // attention.cpp
 void register_pool(KernelRegistry& r);         // pool.cu
+void register_index(KernelRegistry& r);        // index.cu: gather, scatter_add, index_add, one_hot
 void register_optim(KernelRegistry& r);        // optim.cu
 
 // c = alpha * a b through cuBLASLt (linalg.cpp): a [B?, M, K], b [B?, K, N] row-major or
@@ -26,6 +28,10 @@ void gemm(const Tensor& a, const Tensor& b, const Tensor& c, double alpha, bool 
 // Softmax over the last dim of s [R, n] (float or double, contiguous) into p (any floating
 // dtype) and the rows' log-sum-exp into lse [R] (s's dtype) (reduce.cu).
 void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, int device);
+// Raises kiln::Error naming op (the CPU kernels' text: value, position, dim, size, shape)
+// when an element of the int32/int64 device tensor idx is outside [0, bound); run before a
+// kernel writes anything (index.cu). Waits for the device stream.
+void check_index_range(const char* op, const Tensor& idx, int64_t bound, int64_t dim, const Shape& indexed_shape);
 // Runs the op's CPU kernel on CPU copies of the arguments and copies the outputs back
 // (for attribute combinations a CUDA kernel does not cover).
 void run_on_cpu(const KernelArgs& args);

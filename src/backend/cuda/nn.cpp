@@ -8,6 +8,7 @@ void register_nn(KernelRegistry& r) {
   register_nn_kernels(r);
   register_attention(r);
   register_pool(r);
+  register_index(r);
   register_optim(r);
 }
 }  // namespace kiln::cuda

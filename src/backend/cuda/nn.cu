@@ -344,14 +344,6 @@ void dropout_entry(const KernelArgs& k) {
 }
 
 // ---- index ops ----
-// Raises naming op when an index is outside [0, size), before anything is written.
-void check_indices(const char* op, const Tensor& idx, int64_t size, int64_t dim) {
-  if (idx.numel() == 0) return;
-  const int64_t lo = amin(idx).item<int64_t>(), hi = amax(idx).item<int64_t>();
-  KILN_CHECK(lo >= 0 && hi < size, op, "index ", lo < 0 ? lo : hi, " is out of range for dim ", dim, " of size ",
-             size);
-}
-
 // out [outer, K, inner] = t [outer, S, inner] at index[k] along the middle dim.
 template <typename T, typename I>
 __global__ void index_select_kernel(const T* t, const I* idx, T* out, int64_t outer, int64_t S, int64_t K,
@@ -385,14 +377,14 @@ void index_select_entry(const KernelArgs& k) {
   const int64_t dim = k.attr<DimAttrs>().dim;
   const Tensor& t = k.inputs[0];
   CudaDeviceGuard guard(k.device.index);
-  check_indices("index_select", k.inputs[1], t.dim() ? t.size(dim) : 1, dim);
+  check_index_range("index_select", k.inputs[1], t.dim() ? t.size(dim) : 1, dim, t.shape());
   index_select_rows("index_select", t, k.inputs[1], k.outputs[0], dim, k.device.index);
 }
 
 void embedding_entry(const KernelArgs& k) {
   const Tensor& w = k.inputs[0];
   CudaDeviceGuard guard(k.device.index);
-  check_indices("embedding", k.inputs[1], w.size(0), 0);
+  check_index_range("embedding", k.inputs[1], w.size(0), 0, w.shape());
   index_select_rows("embedding", w, k.inputs[1], k.outputs[0], 0, k.device.index);
 }
 
@@ -412,7 +404,7 @@ void embedding_backward_entry(const KernelArgs& k) {
   CudaDeviceGuard guard(dev);
   Tensor gw = k.outputs[0];
   const int64_t V = gw.size(0), D = gw.size(1), N = idx.numel();
-  check_indices("embedding_backward", idx, V, 0);
+  check_index_range("embedding_backward", idx, V, 0, gw.shape());
   // float16/bfloat16 accumulate in a float32 buffer, then convert.
   Tensor acc = (g.dtype() == DType::Float32 || g.dtype() == DType::Float64)
                    ? gw

@@ -1,0 +1,224 @@
+// CUDA kernels beyond the generated op tests: the index ops (gather, scatter_add,
+// index_add, one_hot) at sizes that exercise the grid loops and heavy atomic contention,
+// their out-of-range errors, against naive double-precision loops on the host. The GPU
+// tests run under the GpuOnly strategy, so a missing CUDA kernel fails instead of quietly
+// falling back to the CPU. They skip when no CUDA device is present (CI has none); the
+// registration check runs whenever the CUDA backend is built.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kiln/device_manager.h"
+#include "kiln/dispatch.h"
+#include "kiln/ops.h"
+#include "kiln/ops_nn_backward.h"
+#include "kiln/tensor.h"
+#include "tests/support/expect_error.h"
+
+using namespace kiln;
+using kiln::testing::expect_error;
+
+namespace {
+const Device kGpu{DeviceType::Cuda, 0};
+
+#define REQUIRE_CUDA()                                                       \
+  do {                                                                       \
+    if (!device_manager().is_available(DeviceType::Cuda))                    \
+      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda); \
+  } while (0)
+
+// Runs the scope under GpuOnly: an op without a CUDA kernel raises instead of falling back.
+struct GpuOnlyScope {
+  ExecutionStrategy saved = execution_strategy();
+  GpuOnlyScope() { set_execution_strategy(ExecutionStrategy::gpu_only()); }
+  ~GpuOnlyScope() { set_execution_strategy(saved); }
+};
+
+// Deterministic small values, exact in every floating dtype (multiples of 0.25 in [-1.25, 1.25]).
+double small_value(int64_t i) { return double((i * 37 + 11) % 11 - 5) * 0.25; }
+
+std::vector<double> values(int64_t n, int64_t salt = 0) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = small_value(i + salt);
+  return v;
+}
+std::vector<int64_t> indices(int64_t n, int64_t bound, int64_t salt = 0) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = ((i + salt) * 7919 + 13) % bound;
+  return v;
+}
+
+// Tolerance of an accumulated result: one rounding of the exact sum to the dtype.
+double tol(DType dt, double want) {
+  switch (dt) {
+    case DType::Float16: return 1e-3 * std::abs(want) + 1e-3;
+    case DType::BFloat16: return 8e-3 * std::abs(want) + 8e-3;
+    case DType::Float32: return 1e-6 * std::abs(want) + 1e-6;
+    default: return 0;
+  }
+}
+
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, DType dt) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tol(dt, want[i])) << dtype_name(dt) << " at element " << i;
+}
+
+// A CPU tensor of dt from small values: integers get 4x the value (whole numbers), int64
+// additionally 2^33 times that, so sums pass 2^32 and need the 64-bit atomics.
+Tensor host_input(std::vector<double> v, const Shape& shape, DType dt) {
+  if (dt == DType::Int32 || dt == DType::Int64)
+    for (double& x : v) x = std::round(x * 4) * (dt == DType::Int64 ? double(int64_t(1) << 33) : 1.0);
+  return tensor(v, shape).to(dt);
+}
+
+constexpr DType kAccumulated[] = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32,
+                                  DType::Int64};
+}  // namespace
+
+TEST(CudaKernels, IndexOpsAreRegisteredForEveryDtype) {
+#ifdef KILN_WITH_CUDA
+  const KernelRegistry& r = kernel_registry();
+  for (int t = 0; t < kNumDTypes; ++t) EXPECT_TRUE(r.supports(DeviceType::Cuda, OpId::Gather, DType(t)));
+  for (DType dt : kAccumulated) {
+    EXPECT_TRUE(r.supports(DeviceType::Cuda, OpId::ScatterAdd, dt)) << dtype_name(dt);
+    EXPECT_TRUE(r.supports(DeviceType::Cuda, OpId::IndexAdd, dt)) << dtype_name(dt);
+  }
+  EXPECT_TRUE(r.supports(DeviceType::Cuda, OpId::OneHot, DType::Int32));
+  EXPECT_TRUE(r.supports(DeviceType::Cuda, OpId::OneHot, DType::Int64));
+#else
+  GTEST_SKIP() << "built without the CUDA backend";
+#endif
+}
+
+TEST(CudaKernels, ScatterAddWithThousandsOfCollisions) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  const int64_t rows = 7, cols = 3, n = 5000;
+  const auto idx_v = indices(n * cols, rows);
+  for (DType dt : kAccumulated) {
+    const Tensor self = host_input(values(rows * cols, 5), {rows, cols}, dt);
+    const Tensor src = host_input(values(n * cols, 1), {n, cols}, dt);
+    const auto self_h = self.to_vector<double>(), src_h = src.to_vector<double>();
+    std::vector<double> want = self_h;
+    for (int64_t p = 0; p < n * cols; ++p) want[size_t(idx_v[size_t(p)] * cols + p % cols)] += src_h[size_t(p)];
+    const Tensor self_d = self.to(kGpu);
+    Tensor out = scatter_add(self_d, 0, tensor(idx_v, {n, cols}).to(kGpu), src.to(kGpu));
+    EXPECT_EQ(out.device(), kGpu);
+    EXPECT_EQ(out.dtype(), dt);
+    expect_close(out.to_vector<double>(), want, dt);
+    EXPECT_EQ(self_d.to_vector<double>(), self_h);
+  }
+}
+
+TEST(CudaKernels, ScatterAddAlongTheLastDimWithSmallerIndex) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  // self [4, 5, 6], index [3, 4, 50] along dim 2 (index smaller than self in dims 0-1),
+  // src [3, 5, 60] larger than the index: only its leading [3, 4, 50] part takes part.
+  const auto idx_v = indices(600, 6, 2);
+  for (DType dt : {DType::Float32, DType::Int32, DType::BFloat16}) {
+    const Tensor self = host_input(values(120, 3), {4, 5, 6}, dt), src = host_input(values(900, 9), {3, 5, 60}, dt);
+    const auto src_h = src.to_vector<double>();
+    std::vector<double> want = self.to_vector<double>();
+    for (int64_t a = 0; a < 3; ++a)
+      for (int64_t b = 0; b < 4; ++b)
+        for (int64_t c = 0; c < 50; ++c)
+          want[size_t((a * 5 + b) * 6 + idx_v[size_t((a * 4 + b) * 50 + c)])] += src_h[size_t((a * 5 + b) * 60 + c)];
+    Tensor out = scatter_add(self.to(kGpu), 2, tensor(idx_v, {3, 4, 50}).to(DType::Int32).to(kGpu), src.to(kGpu));
+    expect_close(out.to_vector<double>(), want, dt);
+  }
+}
+
+TEST(CudaKernels, IndexAddWithThousandsOfCollisions) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  const int64_t outer = 4, mid = 6, inner = 5, k = 3000;
+  const auto idx_v = indices(k, mid);
+  for (DType dt : kAccumulated) {
+    const Tensor self = host_input(values(outer * mid * inner, 2), {outer, mid, inner}, dt);
+    const Tensor src = host_input(values(outer * k * inner, 7), {outer, k, inner}, dt);
+    const auto src_h = src.to_vector<double>();
+    std::vector<double> want = self.to_vector<double>();
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t q = 0; q < k; ++q)
+        for (int64_t j = 0; j < inner; ++j)
+          want[size_t((o * mid + idx_v[size_t(q)]) * inner + j)] += src_h[size_t((o * k + q) * inner + j)];
+    for (DType it : {DType::Int32, DType::Int64}) {
+      Tensor out = index_add(self.to(kGpu), 1, tensor(idx_v).to(it).to(kGpu), src.to(kGpu));
+      EXPECT_EQ(out.dtype(), dt);
+      expect_close(out.to_vector<double>(), want, dt);
+    }
+  }
+}
+
+TEST(CudaKernels, GatherEveryDtypeAndDim) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  // t [5, 7, 9]; index [4, 11, 6] along dim 1 (smaller than t in dims 0 and 2), and a
+  // large [300, 9] x [1000, 9] gather along dim 0.
+  struct Case {
+    Shape ts, is;
+    int64_t dim;
+  };
+  for (const Case& c : {Case{{5, 7, 9}, {4, 11, 6}, 1}, Case{{300, 9}, {1000, 9}, 0}, Case{{5, 7, 9}, {5, 7, 20}, 2}}) {
+    const auto t_v = values(numel_of(c.ts), 4);
+    const auto idx_v = indices(numel_of(c.is), c.ts[size_t(c.dim)], 1);
+    const Strides ts = contiguous_strides(c.ts), is = contiguous_strides(c.is);
+    for (int dti = 0; dti < kNumDTypes; ++dti) {
+      const DType dt = DType(dti);
+      const Tensor t = tensor(t_v, c.ts).to(dt);
+      std::vector<double> w(idx_v.size());
+      const auto rounded = t.to_vector<double>();
+      for (int64_t p = 0; p < int64_t(idx_v.size()); ++p) {
+        int64_t off = 0;
+        for (size_t d = 0; d < c.is.size(); ++d) {
+          const int64_t coord = (p / is[d]) % c.is[d];
+          off += (int64_t(d) == c.dim ? idx_v[size_t(p)] : coord) * ts[d];
+        }
+        w[size_t(p)] = rounded[size_t(off)];
+      }
+      for (DType it : {DType::Int32, DType::Int64}) {
+        Tensor out = gather(t.to(kGpu), c.dim, tensor(idx_v, c.is).to(it).to(kGpu));
+        EXPECT_EQ(out.dtype(), dt);
+        EXPECT_EQ(out.to_vector<double>(), w) << dtype_name(dt) << " " << shape_str(c.ts) << " dim " << c.dim;
+      }
+    }
+  }
+}
+
+TEST(CudaKernels, OneHotLarge) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  const int64_t n = 1000, classes = 37;
+  const auto idx_v = indices(n, classes, 5);
+  for (DType it : {DType::Int32, DType::Int64}) {
+    Tensor out = one_hot(tensor(idx_v, {10, 100}).to(it).to(kGpu), classes);
+    EXPECT_EQ(out.dtype(), DType::Int64);
+    EXPECT_EQ(out.shape(), (Shape{10, 100, classes}));
+    const auto got = out.to_vector<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < classes; ++c)
+        ASSERT_EQ(got[size_t(i * classes + c)], idx_v[size_t(i)] == c ? 1 : 0) << i << " " << c;
+  }
+}
+
+TEST(CudaKernels, OutOfRangeIndicesRaiseNamingTheOpAndPositionBeforeWriting) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  const Tensor t = tensor(values(12), {3, 4}).to(kGpu);
+  const auto t_before = t.to_vector<double>();
+  const Tensor bad = tensor<int64_t>({0, 1, 2, 9, 1, -1}, {3, 2}).to(kGpu);
+  expect_error([&] { gather(t, 1, bad); }, "gather", "index 9 (at position 3)");
+  expect_error([&] { scatter_add(t, 1, bad, ones({3, 2}, TensorOptions(DType::Float32).device(kGpu))); },
+               "scatter_add", "index 9 (at position 3) is out of range for dim 1 of size 4");
+  expect_error([&] { index_add(t, 0, tensor<int32_t>({2, -3}).to(kGpu), ones({2, 4}).to(kGpu)); }, "index_add",
+               "index -3 (at position 1)");
+  expect_error([&] { one_hot(tensor<int64_t>({0, 4, 5}).to(kGpu), 4); }, "one_hot", "index 4 (at position 1)");
+  expect_error([&] { index_select(t, 0, tensor<int64_t>({1, 3}).to(kGpu)); }, "index_select",
+               "index 3 (at position 1)");
+  expect_error([&] { embedding(t, tensor<int32_t>({0, 0, 7}).to(kGpu)); }, "embedding", "index 7 (at position 2)");
+  EXPECT_EQ(t.to_vector<double>(), t_before);
+  EXPECT_EQ(bad.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 9, 1, -1}));
+}
