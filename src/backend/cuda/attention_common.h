@@ -1,0 +1,18 @@
+#pragma once
+// Pieces shared by the CUDA attention forward and backward (attention*.cpp).
+#include <cmath>
+
+#include "kiln/op_attrs.h"
+#include "kiln/tensor.h"
+
+namespace kiln::cuda {
+
+inline double attention_scale(const AttentionAttrs& at, int64_t head_dim) {
+  return at.scale != 0 ? at.scale : 1.0 / std::sqrt(double(head_dim));
+}
+
+// Scores s [n, L, S] (float or double) with the causal rule (key j <= query i) and the
+// given mask slice [n, L, S] (bool: false -> -inf; floating: added) applied.
+Tensor mask_scores(Tensor s, const AttentionAttrs& at, const Tensor& mask);
+
+}  // namespace kiln::cuda
