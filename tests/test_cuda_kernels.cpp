@@ -11,6 +11,7 @@
 
 #include "kiln/device_manager.h"
 #include "kiln/dispatch.h"
+#include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
@@ -221,4 +222,63 @@ TEST(CudaKernels, OutOfRangeIndicesRaiseNamingTheOpAndPositionBeforeWriting) {
   expect_error([&] { embedding(t, tensor<int32_t>({0, 0, 7}).to(kGpu)); }, "embedding", "index 7 (at position 2)");
   EXPECT_EQ(t.to_vector<double>(), t_before);
   EXPECT_EQ(bad.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 9, 1, -1}));
+}
+
+TEST(CudaKernels, AdamStepRegisteredForEveryFloatingDtype) {
+#ifdef KILN_WITH_CUDA
+  for (DType dt : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16})
+    EXPECT_TRUE(kernel_registry().supports(DeviceType::Cuda, OpId::AdamStep, dt)) << dtype_name(dt);
+#else
+  GTEST_SKIP() << "built without the CUDA backend";
+#endif
+}
+
+// One AdamW + amsgrad step on [6, 5] tensors stored transposed (dense, one stride order:
+// the CUDA kernel walks them flat) and with the gradient contiguous (mixed orders: the
+// kernel hands them to the CPU), against a double-precision reference of the same step.
+TEST(CudaKernels, AdamStepOnDenseTransposedAndMixedLayouts) {
+  REQUIRE_CUDA();
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+  const int64_t step = 3;
+  for (DType dt : {DType::Float32, DType::Float16, DType::BFloat16}) {
+    for (bool mixed : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (mixed ? " mixed layouts" : " transposed"));
+      std::vector<double> mv = values(30, 3), vv = values(30, 4), vmaxv = values(30, 6);
+      for (double& x : mv) x *= 0.1;
+      for (double& x : vv) x = std::abs(x) * 0.1;
+      for (double& x : vmaxv) x = std::abs(x) * 0.1;
+      const Tensor hp = tensor(values(30, 1), {6, 5}).to(dt), hg = tensor(values(30, 2), {6, 5}).to(dt);
+      const Tensor hm = tensor(mv, {6, 5}).to(dt), hv = tensor(vv, {6, 5}).to(dt), hvmax = tensor(vmaxv, {6, 5}).to(dt);
+      auto transposed = [](const Tensor& h) { return h.to(kGpu).t().contiguous().t(); };  // same values, strides (1, 6)
+      Tensor p = transposed(hp), m = transposed(hm), v = transposed(hv), vmax = transposed(hvmax);
+      const Tensor g = mixed ? hg.to(kGpu) : transposed(hg);
+      ASSERT_FALSE(p.is_contiguous());
+      const AdamAttrs at{lr, b1, b2, eps, wd, step, true, true};
+      const Tensor in[] = {g};
+      Tensor outs[] = {p, m, v, vmax};
+      dispatch(OpId::AdamStep, dt, in, outs, &at);
+
+      const auto P = hp.to_vector<double>(), G = hg.to_vector<double>(), M = hm.to_vector<double>(),
+                 V = hv.to_vector<double>(), VM = hvmax.to_vector<double>();
+      const double bc1 = 1 - std::pow(b1, double(step)), bc2 = 1 - std::pow(b2, double(step));
+      std::vector<double> wp(30), wm(30), wv(30), wvm(30);
+      for (size_t i = 0; i < 30; ++i) {
+        wm[i] = b1 * M[i] + (1 - b1) * G[i];
+        wv[i] = b2 * V[i] + (1 - b2) * G[i] * G[i];
+        wvm[i] = std::max(VM[i], wv[i]);
+        wp[i] = P[i] * (1 - lr * wd) - lr / bc1 * wm[i] / (std::sqrt(wvm[i] / bc2) + eps);
+      }
+      const double rt = dt == DType::Float32 ? 1e-5 : dt == DType::Float16 ? 1e-3 : 1e-2;
+      auto check = [&](const Tensor& got, const std::vector<double>& want, const char* what) {
+        const auto gv = got.contiguous().to_vector<double>();
+        for (size_t i = 0; i < want.size(); ++i)
+          EXPECT_NEAR(gv[i], want[i], rt * (std::abs(want[i]) + 1e-3)) << what << " at " << i;
+      };
+      check(p, wp, "param");
+      check(m, wm, "exp_avg");
+      check(v, wv, "exp_avg_sq");
+      check(vmax, wvm, "max_exp_avg_sq");
+      EXPECT_FALSE(p.is_contiguous());  // updated in place, layout kept
+    }
+  }
 }

@@ -7,6 +7,8 @@
 #include <numbers>
 #include <vector>
 
+#include "kiln/device_manager.h"
+#include "kiln/dispatch.h"
 #include "kiln/ops.h"
 #include "kiln/optim.h"
 
@@ -151,6 +153,35 @@ TEST(Optim, AdamFirstStepMovesEachCoordinateByLr) {
 TEST(Optim, AdamFloat32CloseToDoubleReference) {
   expect_near_vec(run_steps<Adam>(3, AdamOptions{.lr = 0.1}, DType::Float32),
                   adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0, false, false), 1e-5);
+}
+
+// float16/bfloat16 parameters take the fused kernel (float32 arithmetic per element, state
+// stored in the parameter's dtype) on every present device; the result stays within the
+// dtype's rounding of the double-precision reference.
+TEST(Optim, AdamHalfPrecisionParametersOnEveryDevice) {
+  for (const Device& dev : device_manager().devices()) {
+    for (DType dt : {DType::Float16, DType::BFloat16}) {
+      ASSERT_TRUE(kernel_registry().supports(dev.type, OpId::AdamStep, dt)) << dev.str() << " " << dtype_name(dt);
+      const double tol = dt == DType::Float16 ? 1e-3 : 1e-2;
+      for (bool amsgrad : {false, true}) {
+        for (bool fused : {true, false}) {
+          SCOPED_TRACE(dev.str() + " " + dtype_name(dt) + (amsgrad ? " amsgrad" : "") + (fused ? " fused" : " ops"));
+          Tensor p = tensor<double>(kP0, {2, 2}, dt).to(dev).requires_grad_();
+          Adam opt({p}, AdamOptions{.lr = 0.1, .weight_decay = 0.1, .amsgrad = amsgrad, .fused = fused});
+          for (int t = 0; t < 3; ++t) {
+            const auto v = p.to_vector<double>();
+            std::vector<double> g(v.size());
+            for (size_t i = 0; i < v.size(); ++i) g[i] = kA[i] * v[i];
+            p.set_grad(tensor<double>(g, p.shape(), dt).to(dev));
+            opt.step();
+          }
+          EXPECT_EQ(p.dtype(), dt);
+          EXPECT_EQ(p.device(), dev);
+          expect_near_vec(p.to_vector<double>(), adam_ref(3, 0.1, 0.9, 0.999, 1e-8, 0.1, false, amsgrad), tol);
+        }
+      }
+    }
+  }
 }
 
 TEST(Optim, RMSprop) {

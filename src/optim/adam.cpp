@@ -1,5 +1,6 @@
 // Adam and AdamW. Where the parameter's device has an adam_step kernel for its dtype
-// (float32/float64 on the CPU), one fused kernel does the update; otherwise the same
+// (every floating dtype on the CPU and CUDA; float16/bfloat16 compute in float32 per
+// element), one fused kernel does the update; otherwise the same
 // arithmetic runs as dispatched elementwise ops (any dtype, any device).
 #include "kiln/optim/adam.h"
 

@@ -1,5 +1,6 @@
 // CPU kernels: fused optimizer updates (adam_step): one pass over param, grad and the
-// moments instead of a dozen elementwise ops with temporaries.
+// moments instead of a dozen elementwise ops with temporaries. float16/bfloat16 compute
+// in float32 per element and store their dtype (the CUDA kernel does the same).
 #include <algorithm>
 #include <cmath>
 
@@ -57,7 +58,7 @@ void adam_step_kernel(const KernelArgs& a) {
 }  // namespace
 
 void register_optim(KernelRegistry& r) {
-  r.add(DeviceType::Cpu, OpId::AdamStep, adam_step_kernel, dtypes({DType::Float32, DType::Float64}));
+  r.add(DeviceType::Cpu, OpId::AdamStep, adam_step_kernel, kFloatingDTypes);
 }
 
 }  // namespace kiln::cpu
