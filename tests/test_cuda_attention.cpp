@@ -141,7 +141,7 @@ void run_case(const Case& c, DType dt, double tol) {
 const std::vector<Case> kCases = {
     {3, 77, 93, 64, 64, false, 0},  {2, 64, 200, 128, 64, true, 0}, {2, 90, 40, 64, 64, true, 0},
     {3, 33, 48, 64, 32, false, 1}, {2, 40, 56, 32, 32, false, 2}, {1, 128, 128, 128, 128, false, 0},
-    {2, 5, 7, 12, 4, true, 1},  // head dims cuDNN does not take: the unfused path
+    {2, 5, 7, 12, 4, false, 1}, {2, 6, 9, 12, 4, true, 0},  // head dims cuDNN does not take: unfused
 };
 
 }  // namespace
