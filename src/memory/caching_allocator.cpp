@@ -14,8 +14,19 @@ CachingAllocator::CachingAllocator(std::string device_name, RawAllocator raw)
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(mutex_);
   release_free_segments();
+  for (Block* b : spare_blocks_) delete b;
   // Blocks still live (tensors outliving the backend at exit) keep their segments.
 }
+
+CachingAllocator::Block* CachingAllocator::new_block() {
+  if (spare_blocks_.empty()) return new Block;
+  Block* b = spare_blocks_.back();
+  spare_blocks_.pop_back();
+  *b = Block{};
+  return b;
+}
+
+void CachingAllocator::recycle(Block* b) { spare_blocks_.push_back(b); }
 
 CachingAllocator::Block* CachingAllocator::take_free(FreeSet& pool, size_t size, uintptr_t stream) {
   Block key;
@@ -43,7 +54,7 @@ CachingAllocator::Block* CachingAllocator::new_segment(size_t segment_bytes, siz
     KILN_FAIL("alloc", "out of memory on ", device_name_, ": requested ", request, " bytes (a ", segment_bytes,
               "-byte segment); ", state_locked());
   }
-  auto* b = new Block;
+  Block* b = new_block();
   b->ptr = static_cast<char*>(p);
   b->size = segment_bytes;
   b->stream = stream;
@@ -70,7 +81,7 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
   // Split off the tail when it is worth keeping as a block of its own.
   const size_t rest = b->size - size;
   if (rest >= (small ? kMinBlock : kSmallRequest + 1)) {
-    auto* tail = new Block;
+    Block* tail = new_block();
     tail->ptr = b->ptr + size;
     tail->size = rest;
     tail->stream = stream;
@@ -106,7 +117,7 @@ void CachingAllocator::deallocate(void* ptr) {
     p->size += b->size;
     p->next = b->next;
     if (b->next) b->next->prev = p;
-    delete b;
+    recycle(b);
     b = p;
   }
   if (Block* n = b->next; n && !n->allocated) {
@@ -114,7 +125,7 @@ void CachingAllocator::deallocate(void* ptr) {
     b->size += n->size;
     b->next = n->next;
     if (n->next) n->next->prev = b;
-    delete n;
+    recycle(n);
   }
   pool.insert(b);
 }
@@ -128,7 +139,7 @@ void CachingAllocator::release_free_segments() {
       pool->erase(b);
       raw_.free(b->ptr, b->size);
       stats_.reserved_bytes -= int64_t(b->size);
-      delete b;
+      recycle(b);
     }
   }
 }

@@ -12,8 +12,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory_resource>
 #include <mutex>
 #include <set>
+#include <vector>
 #include <string>
 #include <unordered_map>
 
@@ -72,18 +74,24 @@ class CachingAllocator {
       return a->ptr < b->ptr;
     }
   };
-  using FreeSet = std::set<Block*, BySize>;
+  // Node-based containers draw their nodes from a pool owned by the allocator, and
+  // Block records are recycled: an allocate/free pair then touches no system heap.
+  using FreeSet = std::pmr::set<Block*, BySize>;
 
   Block* take_free(FreeSet& pool, size_t size, uintptr_t stream);
   Block* new_segment(size_t segment_bytes, size_t request, bool small, uintptr_t stream);
   void release_free_segments();
   std::string state_locked() const;
+  Block* new_block();
+  void recycle(Block* b);
 
   std::string device_name_;
   RawAllocator raw_;
   mutable std::mutex mutex_;
-  FreeSet small_free_, large_free_;
-  std::unordered_map<void*, Block*> live_;
+  std::pmr::unsynchronized_pool_resource nodes_;  // guarded by mutex_, declared before its users
+  FreeSet small_free_{&nodes_}, large_free_{&nodes_};
+  std::pmr::unordered_map<void*, Block*> live_{&nodes_};
+  std::vector<Block*> spare_blocks_;
   MemoryStats stats_;
 };
 
