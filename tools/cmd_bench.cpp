@@ -14,6 +14,7 @@
 #include "kiln/generator.h"
 #include "kiln/memory.h"
 #include "kiln/optim.h"
+#include "kiln/profiler.h"
 #include "tools/fashion_cnn.h"
 #include "kiln/ops.h"
 #include "tools/commands.h"
@@ -209,21 +210,54 @@ void run_suite(Bench& b, bool gpu) {
     });
   }
 }
+// --profile-train: where one training step of the CNN spends its time, op by op (the
+// profiler synchronises around every op, so each row is that op's own wall time).
+void profile_train_step(Device d) {
+  const TensorOptions f32 = TensorOptions(DType::Float32).device(d);
+  auto net = make_fashion_cnn();
+  net->to(d);
+  optim::Adam opt(net->parameters(), optim::AdamOptions{});
+  Tensor xb = randn({256, 1, 28, 28}, f32), yb = randint(0, 10, {256}, TensorOptions(DType::Int64).device(d));
+  auto step = [&] {
+    opt.zero_grad();
+    nn::cross_entropy(net->forward(xb), yb).backward();
+    opt.step();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  constexpr int kSteps = 5;
+  profiler::enable();
+  for (int i = 0; i < kSteps; ++i) step();
+  std::vector<profiler::OpSummary> summary = profiler::summarize(profiler::disable());
+  for (auto& s : summary) {
+    s.total_seconds /= kSteps;
+    s.calls /= kSteps;
+  }
+  std::cout << "one training step of the Fashion-MNIST CNN, batch 256, on " << d.str() << " (per step, mean of "
+            << kSteps << "):\n"
+            << profiler::table(summary, 40);
+}
+
 }  // namespace
 
 int cmd_bench(const Args& args) {
   Device d = device_manager().best_device();
   std::string json_path;
   int trials = 9;
+  bool profile_train = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--device" && i + 1 < args.size()) d = Device::parse(args[++i]);
+    else if (args[i] == "--profile-train") profile_train = true;
     else if (args[i] == "--json" && i + 1 < args.size()) json_path = args[++i];
     else if (args[i] == "--trials" && i + 1 < args.size()) trials = std::max(1, std::stoi(args[++i]));
-    else KILN_FAIL("bench", "unknown option '", args[i], "' (use --device D, --json FILE, --trials N)");
+    else KILN_FAIL("bench", "unknown option '", args[i], "' (use --device D, --json FILE, --trials N, --profile-train)");
   }
   KILN_CHECK(d.index < device_manager().device_count(d.type), "bench", "device ", d.str(), " is not present: ",
              device_manager().unavailable_reason(d.type));
   manual_seed(0);
+  if (profile_train) {
+    profile_train_step(d);
+    return 0;
+  }
   std::cout << "kiln bench on " << d.str() << " (" << device_manager().info(d).name << "), median of " << trials
             << " trials\n";
   Bench b{d, trials, {}};
