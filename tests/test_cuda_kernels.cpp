@@ -13,6 +13,7 @@
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
+#include "kiln/ops_backward.h"
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
 #include "tests/support/expect_error.h"
@@ -279,6 +280,88 @@ TEST(CudaKernels, AdamStepOnDenseTransposedAndMixedLayouts) {
       check(v, wv, "exp_avg_sq");
       check(vmax, wvm, "max_exp_avg_sq");
       EXPECT_FALSE(p.is_contiguous());  // updated in place, layout kept
+    }
+  }
+}
+
+namespace {
+struct PoolCase {
+  Shape x;
+  Pair k, s, p, d;
+  bool ceil;
+};
+
+int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil) {
+  const double span = double(in + 2 * p - d * (k - 1) - 1) / double(s);
+  int64_t o = int64_t(ceil ? std::ceil(span) : std::floor(span)) + 1;
+  if (ceil && (o - 1) * s >= in + p) --o;
+  return o;
+}
+}  // namespace
+
+// max_pool2d forward (values and int64 indices) and backward on CUDA against naive loops:
+// the band-tiled kernels (the benchmark's 3x3 s2 geometry, the CNN's 2x2, odd sizes,
+// dilation, ceil mode, misaligned planes, more planes than a grid dimension holds) and the
+// fallbacks for planes too wide for shared memory. Inputs are small integers (many ties:
+// the first maximum must win), a few NaN (they win) and -inf.
+TEST(CudaKernels, MaxPool2dForwardAndBackwardMatchNaiveLoops) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  const std::vector<PoolCase> cases = {
+      {{2, 3, 112, 112}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false},
+      {{4, 8, 28, 28}, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false},
+      {{1, 3, 57, 33}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true},
+      {{1, 2, 300, 41}, {3, 2}, {1, 2}, {1, 0}, {2, 1}, true},
+      {{2, 1, 64, 200}, {5, 3}, {3, 1}, {2, 1}, {1, 2}, false},
+      {{70000, 1, 3, 3}, {2, 2}, {1, 1}, {0, 0}, {1, 1}, false},
+      {{1, 2, 12, 5000}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false},  // wide rows: the fallback kernels
+  };
+  for (const PoolCase& q : cases) {
+    const int64_t planes = q.x[0] * q.x[1], H = q.x[2], W = q.x[3];
+    const int64_t OH = pooled_size(H, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
+    const int64_t OW = pooled_size(W, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
+    std::vector<double> xv(size_t(planes * H * W));
+    for (size_t e = 0; e < xv.size(); ++e) {
+      const int64_t r = int64_t((e * 2654435761u) % 1009);
+      xv[e] = r == 0 ? NAN : r == 1 ? -INFINITY : double(r % 6);
+    }
+    std::vector<double> gyv(size_t(planes * OH * OW));
+    for (size_t o = 0; o < gyv.size(); ++o) gyv[o] = double(int64_t(o * 7 % 17) - 8) * 0.25;
+    // Reference forward and backward.
+    std::vector<double> ry(gyv.size()), rgx(xv.size(), 0.0);
+    std::vector<int64_t> ridx(gyv.size());
+    for (int64_t pl = 0; pl < planes; ++pl)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          double best = -INFINITY;
+          int64_t arg = -1;
+          bool nan = false;
+          for (int64_t u = 0; u < q.k[0] && !nan; ++u)
+            for (int64_t v = 0; v < q.k[1] && !nan; ++v) {
+              const int64_t r = i * q.s[0] - q.p[0] + u * q.d[0], c = j * q.s[1] - q.p[1] + v * q.d[1];
+              if (r < 0 || r >= H || c < 0 || c >= W) continue;
+              const double val = xv[size_t((pl * H + r) * W + c)];
+              if (arg < 0 || val > best || std::isnan(val)) best = val, arg = r * W + c, nan = std::isnan(val);
+            }
+          const size_t o = size_t((pl * OH + i) * OW + j);
+          ry[o] = best;
+          ridx[o] = arg;
+          rgx[size_t(pl * H * W + arg)] += gyv[o];
+        }
+    for (DType dt : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16}) {
+      SCOPED_TRACE(shape_str(q.x) + " " + dtype_name(dt));
+      const Tensor x = tensor(xv, q.x).to(dt).to(kGpu);
+      auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil);
+      ASSERT_EQ(y.shape(), (Shape{q.x[0], q.x[1], OH, OW}));
+      const auto yv = y.to_vector<double>();
+      ASSERT_EQ(idx.to_vector<int64_t>(), ridx);
+      for (size_t o = 0; o < yv.size(); ++o)
+        ASSERT_TRUE(yv[o] == ry[o] || (std::isnan(yv[o]) && std::isnan(ry[o]))) << o << ": " << yv[o] << " vs " << ry[o];
+      const auto y2 = max_pool2d(x, q.k, q.s, q.p, q.d, q.ceil).to_vector<double>();  // no indices written
+      for (size_t o = 0; o < yv.size(); ++o)
+        ASSERT_TRUE(y2[o] == ry[o] || (std::isnan(y2[o]) && std::isnan(ry[o]))) << o << ": " << y2[o] << " vs " << ry[o];
+      const Tensor gx = max_pool2d_backward(tensor(gyv, y.shape()).to(dt).to(kGpu), idx, x.shape());
+      expect_close(gx.to_vector<double>(), rgx, dt);  // sums of quarters: exact but for the final rounding
     }
   }
 }

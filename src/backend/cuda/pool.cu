@@ -1,8 +1,9 @@
 // CUDA pooling over NCHW contiguous planes: max_pool2d (+ int64 indices, flat h * W + w in
 // the plane; the first maximum wins, NaN beats everything, padding never does),
 // avg_pool2d (PyTorch's divisor rules), adaptive_avg_pool2d, and their backward ops.
-// Forward: one thread per output. Backward: each output's gradient is scattered with
-// atomics into a float32 (float64) buffer, converted to the gradient's dtype at the end.
+// max_pool2d forward and backward work on bands of a plane in shared memory (below);
+// otherwise, forward: one thread per output; backward: each output's gradient is scattered
+// with atomics into a float32 (float64) buffer, converted to the gradient's dtype at the end.
 #include <cmath>
 
 #include "kiln/op_attrs.h"
@@ -86,6 +87,152 @@ __global__ void max_pool_kernel(const T* x, T* y, int64_t* idx, Geom g, PoolP p)
     y[o] = arg < 0 ? convert<T>(A(-INFINITY)) : in[arg];
     if (idx) idx[o] = arg;
   }
+}
+
+// ---- band-tiled max pooling ----
+// A block owns one band of a plane. The forward copies the input rows its output rows
+// read (one contiguous run of the NCHW plane) into shared memory with 16-byte loads, then
+// computes each output from the tile: global memory is read once (plus a halo row per
+// band) and written once, all coalesced. Index arithmetic is 32-bit within a plane and the
+// output walk steps (i, j) without dividing.
+
+// Copies src[0, count) into tile[shift + e] and returns shift, chosen so that the 16-byte
+// aligned part of src lands 16-byte aligned in the tile (the tile holds count + V - 1).
+template <typename T>
+__device__ __forceinline__ int load_run(const T* __restrict__ src, int count, T* __restrict__ tile) {
+  constexpr int V = 16 / sizeof(T);
+  const int shift = int((reinterpret_cast<uintptr_t>(src) / sizeof(T)) % V);
+  const int head = ::min(shift ? V - shift : 0, count);
+  const int nvec = (count - head) / V;
+  const int tid = threadIdx.x, bd = blockDim.x;
+  for (int e = tid; e < head; e += bd) tile[shift + e] = src[e];
+  const Vec<T, V>* vs = reinterpret_cast<const Vec<T, V>*>(src + head);
+  Vec<T, V>* vd = reinterpret_cast<Vec<T, V>*>(tile + shift + head);
+  // Four loads in flight per thread before their stores.
+  for (int v = tid; v < nvec; v += 4 * bd) {
+    Vec<T, V> r[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (v + k * bd < nvec) r[k] = vs[v + k * bd];
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (v + k * bd < nvec) vd[v + k * bd] = r[k];
+  }
+  for (int e = head + nvec * V + tid; e < count; e += bd) tile[shift + e] = src[e];
+  return shift;
+}
+
+struct BandPlan {
+  int rows = 0, bands = 0;  // rows per band (the last may have fewer), bands per plane
+};
+
+template <typename T>
+__global__ void max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Geom g,
+                                      PoolP p, BandPlan plan) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using A = comp_t<T>;
+  const int H = int(g.h), W = int(g.w), OH = int(g.oh), OW = int(g.ow);
+  const int64_t pl = blockIdx.x / unsigned(plan.bands);
+  const int band = int(blockIdx.x % unsigned(plan.bands));
+  const int i0 = band * plan.rows, i1 = ::min(OH, i0 + plan.rows);
+  const int r_lo = ::max(0, i0 * p.sh - p.ph);
+  const int r_hi = ::min(H, (i1 - 1) * p.sh - p.ph + (p.kh - 1) * p.dh + 1);
+  const int shift = load_run(x + pl * g.h * g.w + int64_t(r_lo) * W, ::max(0, r_hi - r_lo) * W,
+                             reinterpret_cast<T*>(smem_raw));
+  __syncthreads();
+  const T* tile = reinterpret_cast<const T*>(smem_raw) + shift;  // tile[(ih - r_lo) * W + iw]
+  const int n = (i1 - i0) * OW;
+  const int di = int(blockDim.x) / OW, dj = int(blockDim.x) % OW;
+  int i = i0 + int(threadIdx.x) / OW, j = int(threadIdx.x) % OW;
+  const int64_t obase = (pl * OH + i0) * int64_t(OW);
+  for (int o = threadIdx.x; o < n; o += blockDim.x) {
+    const int hs = i * p.sh - p.ph, ws = j * p.sw - p.pw;
+    A best = A(-INFINITY);
+    T best_stored = convert<T>(best);
+    int arg = -1;
+    bool nan = false;
+    for (int u = 0; u < p.kh && !nan; ++u) {
+      const int ih = hs + u * p.dh;
+      if (ih < 0 || ih >= H) continue;
+      const T* row = tile + (ih - r_lo) * W;
+      for (int v = 0; v < p.kw; ++v) {
+        const int iw = ws + v * p.dw;
+        if (iw < 0 || iw >= W) continue;
+        const T stored = row[iw];
+        const A val = convert<A>(stored);
+        if (arg < 0 || val > best || val != val) {  // the first maximum wins; NaN beats everything
+          best = val;
+          best_stored = stored;
+          arg = ih * W + iw;
+          if (val != val) {
+            nan = true;
+            break;
+          }
+        }
+      }
+    }
+    y[obase + o] = best_stored;  // -inf when the window holds only padding
+    if (idx) idx[obase + o] = arg;
+    i += di;
+    j += dj;
+    if (j >= OW) {
+      j -= OW;
+      ++i;
+    }
+  }
+}
+
+// Backward (it has no attributes, so the windows are unknown): a block owns input rows
+// [h0, h1) of a plane, accumulates in shared memory the gradient of every output of the
+// plane whose index falls in them, then writes its rows of grad_x once, in grad_x's dtype.
+// No zeroing pass and no global atomics; indices outside the plane are ignored.
+template <typename T, typename A>
+__global__ void max_pool_backward_tiled_kernel(const T* __restrict__ gy, const int64_t* __restrict__ idx,
+                                               T* __restrict__ gx, Geom g, BandPlan plan) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* acc = reinterpret_cast<A*>(smem_raw);
+  const int H = int(g.h), W = int(g.w), nout = int(g.oh * g.ow);
+  const int64_t pl = blockIdx.x / unsigned(plan.bands);
+  const int band = int(blockIdx.x % unsigned(plan.bands));
+  const int h0 = band * plan.rows, h1 = ::min(H, h0 + plan.rows);
+  const int lo = h0 * W, count = (h1 - h0) * W;
+  for (int e = threadIdx.x; e < count; e += blockDim.x) acc[e] = A(0);
+  __syncthreads();
+  const int64_t* pi = idx + pl * nout;
+  const T* pg = gy + pl * nout;
+  for (int o = threadIdx.x; o < nout; o += blockDim.x) {
+    const int64_t a = pi[o] - lo;
+    if (a >= 0 && a < count) atomicAdd(acc + a, convert<A>(pg[o]));
+  }
+  __syncthreads();
+  T* out = gx + pl * g.h * g.w + lo;
+  for (int e = threadIdx.x; e < count; e += blockDim.x) out[e] = convert<T>(acc[e]);
+}
+
+constexpr int kTileBytes = 16 * 1024;       // forward tile budget (several blocks per SM)
+constexpr int kBackwardTileBytes = 32 * 1024;
+constexpr int kMaxBackwardBands = 8;        // each band block reads all of its plane's indices
+
+// Output rows per band so that a band's input rows fit the tile; none when one row won't.
+BandPlan forward_plan(const Geom& g, const PoolP& p, size_t elem) {
+  const int64_t span = int64_t(p.kh - 1) * p.dh + 1;  // input rows of one output row
+  const int64_t row_bytes = g.w * int64_t(elem);
+  const int64_t fit = kTileBytes / row_bytes;          // input rows that fit
+  if (fit < span || g.h * g.w >= INT32_MAX || g.oh * g.ow >= INT32_MAX) return {};
+  const int64_t max_rows = std::max<int64_t>(1, (fit - span) / p.sh + 1);
+  const int64_t bands = (g.oh + max_rows - 1) / max_rows;
+  const int64_t rows = (g.oh + bands - 1) / bands;
+  if (g.planes * bands >= INT32_MAX) return {};
+  return {int(rows), int(bands)};
+}
+
+BandPlan backward_plan(const Geom& g, size_t acc_elem) {
+  const int64_t row_bytes = g.w * int64_t(acc_elem);
+  const int64_t fit = kBackwardTileBytes / row_bytes;
+  if (fit < 1 || g.h * g.w >= INT32_MAX) return {};
+  const int64_t bands = (g.h + fit - 1) / fit;
+  if (bands > kMaxBackwardBands || g.planes * bands >= INT32_MAX) return {};
+  return {int((g.h + bands - 1) / bands), int(bands)};
 }
 
 template <typename T, typename A>
@@ -183,11 +330,21 @@ void max_pool_entry(const KernelArgs& k) {
   CudaDeviceGuard guard(dev);
   const Geom g = geom(x, y);
   if (y.numel() == 0) return;
+  const PoolP p = pool_params(k.attr<Pool2dAttrs>());
   int64_t* idx = k.outputs.size() > 1 ? ptr<int64_t>(k.outputs[1]) : nullptr;
   KILN_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&]<typename TK>() {
     using T = dev_t<TK>;
-    max_pool_kernel<T><<<plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(
-        ptr<const T>(x), ptr<T>(y), idx, g, pool_params(k.attr<Pool2dAttrs>()));
+    const BandPlan plan = forward_plan(g, p, sizeof(T));
+    if (plan.bands > 0) {
+      const int rows_in = std::min<int>(int(g.h), (plan.rows - 1) * p.sh + (p.kh - 1) * p.dh + 1);
+      const size_t smem = (size_t(rows_in) * size_t(g.w) + 16 / sizeof(T)) * sizeof(T);
+      const int threads = plan.rows * g.ow >= 256 ? 256 : 128;
+      max_pool_tiled_kernel<T><<<unsigned(g.planes * plan.bands), threads, smem, current_stream(dev)>>>(
+          ptr<const T>(x), ptr<T>(y), idx, g, p, plan);
+    } else {
+      max_pool_kernel<T><<<plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(ptr<const T>(x), ptr<T>(y), idx,
+                                                                                   g, p);
+    }
     KILN_CUDA_CHECK_LAUNCH("max_pool2d");
   });
 }
@@ -241,6 +398,21 @@ void max_pool_backward_entry(const KernelArgs& k) {
   const Tensor &gy = k.inputs[0], &idx = k.inputs[1], &gx = k.outputs[0];
   const int dev = k.device.index;
   const Geom g = geom(gx, gy);
+  const bool f64 = gy.dtype() == DType::Float64;
+  const BandPlan plan = backward_plan(g, f64 ? sizeof(double) : sizeof(float));
+  if (plan.bands > 0 && gx.numel() > 0) {
+    CudaDeviceGuard guard(dev);
+    const size_t smem = size_t(plan.rows) * size_t(g.w) * (f64 ? sizeof(double) : sizeof(float));
+    KILN_DISPATCH_FLOATING(gy.dtype(), "max_pool2d_backward", [&]<typename TK>() {
+      using T = dev_t<TK>;
+      using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      max_pool_backward_tiled_kernel<T, A><<<unsigned(g.planes * plan.bands), kThreads, smem, current_stream(dev)>>>(
+          ptr<const T>(gy), ptr<const int64_t>(idx), ptr<T>(gx), g, plan);
+    });
+    KILN_CUDA_CHECK_LAUNCH("max_pool2d_backward");
+    return;
+  }
+  // Planes too wide for the shared-memory bands: atomics into a zeroed buffer.
   scatter_backward("max_pool2d_backward", gy, gx, dev, [&]<typename T, typename A>(const T* pgy, A* acc) {
     if constexpr (std::is_same_v<A, double> == std::is_same_v<T, double>)
       max_pool_backward_kernel<T, A><<<blocks_for(gy.numel(), dev, 32), kThreads, 0, current_stream(dev)>>>(
