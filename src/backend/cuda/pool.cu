@@ -126,11 +126,83 @@ struct BandPlan {
   int rows = 0, bands = 0;  // rows per band (the last may have fewer), bands per plane
 };
 
+// The window's maximum, in the CPU kernel's order: rows then columns, positions outside
+// the input skipped, the first maximum wins, the first NaN beats everything. tile holds
+// input rows from r_lo on.
 template <typename T>
-__global__ void max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Geom g,
-                                      PoolP p, BandPlan plan) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+__device__ __forceinline__ void window_max(const T* tile, int r_lo, int H, int W, int hs, int ws, const PoolP& p,
+                                           T* y, int64_t* idx) {
   using A = comp_t<T>;
+  A best = A(-INFINITY);
+  T best_stored = convert<T>(best);
+  int arg = -1;
+  bool nan = false;
+  for (int u = 0; u < p.kh; ++u) {
+    const int ih = hs + u * p.dh;
+    if (ih < 0 || ih >= H) continue;
+    const T* row = tile + (ih - r_lo) * W;
+    for (int v = 0; v < p.kw; ++v) {
+      const int iw = ws + v * p.dw;
+      if (iw < 0 || iw >= W) continue;
+      const T stored = row[iw];
+      const A val = convert<A>(stored);
+      if (!nan && (arg < 0 || val > best || val != val)) {
+        best = val;
+        best_stored = stored;
+        arg = ih * W + iw;
+        nan = val != val;
+      }
+    }
+  }
+  *y = best_stored;  // -inf when the window holds only padding
+  if (idx) *idx = arg;
+}
+
+// The same for a KH x KW window without dilation: its rows and columns are clamped into
+// the input instead of tested. A clamped tap repeats a position the window holds anyway,
+// earlier in the walk than or equal to its first visit, so the winner and its index are
+// unchanged; the first tap is always a real one, and each later tap is one compare:
+// !(val <= best) is "greater or NaN", and a NaN best is never replaced.
+template <typename T, int KH, int KW>
+__device__ __forceinline__ void window_max_clamped(const T* tile, int r_lo, int H, int W, int hs, int ws, T* y,
+                                                   int64_t* idx) {
+  using A = comp_t<T>;
+  int rows[KH], cols[KW];
+#pragma unroll
+  for (int u = 0; u < KH; ++u) rows[u] = ::min(::max(hs + u, 0), H - 1);
+#pragma unroll
+  for (int v = 0; v < KW; ++v) cols[v] = ::min(::max(ws + v, 0), W - 1);
+  T best_stored = tile[(rows[0] - r_lo) * W + cols[0]];
+  A best = convert<A>(best_stored);
+  int bu = 0, bv = 0;
+#pragma unroll
+  for (int u = 0; u < KH; ++u) {
+    const T* row = tile + (rows[u] - r_lo) * W;
+#pragma unroll
+    for (int v = 0; v < KW; ++v) {
+      if (u == 0 && v == 0) continue;
+      const T stored = row[cols[v]];
+      const A val = convert<A>(stored);
+      if (!(val <= best) && best == best) {
+        best = val;
+        best_stored = stored;
+        bu = u;
+        bv = v;
+      }
+    }
+  }
+  *y = best_stored;
+  if (idx) *idx = ::min(::max(hs + bu, 0), H - 1) * W + ::min(::max(ws + bv, 0), W - 1);
+}
+
+// KH, KW: the window's size when known at compile time (then its loops unroll), else 0.
+// Launch bounds: 8 blocks of 256 per SM for 4- and 8-byte types, 5 for 2-byte ones (the
+// most that compile without spills).
+template <typename T, int KH, int KW>
+__global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
+    max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Geom g, PoolP p,
+                          BandPlan plan) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int H = int(g.h), W = int(g.w), OH = int(g.oh), OW = int(g.ow);
   const int64_t pl = blockIdx.x / unsigned(plan.bands);
   const int band = int(blockIdx.x % unsigned(plan.bands));
@@ -144,35 +216,18 @@ __global__ void max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y
   const int n = (i1 - i0) * OW;
   const int di = int(blockDim.x) / OW, dj = int(blockDim.x) % OW;
   int i = i0 + int(threadIdx.x) / OW, j = int(threadIdx.x) % OW;
+  // Clamping is exact without dilation (the window is one run of rows and of columns).
+  const bool clamped = KH > 0 && p.dh == 1 && p.dw == 1;
   const int64_t obase = (pl * OH + i0) * int64_t(OW);
   for (int o = threadIdx.x; o < n; o += blockDim.x) {
     const int hs = i * p.sh - p.ph, ws = j * p.sw - p.pw;
-    A best = A(-INFINITY);
-    T best_stored = convert<T>(best);
-    int arg = -1;
-    bool nan = false;
-    for (int u = 0; u < p.kh && !nan; ++u) {
-      const int ih = hs + u * p.dh;
-      if (ih < 0 || ih >= H) continue;
-      const T* row = tile + (ih - r_lo) * W;
-      for (int v = 0; v < p.kw; ++v) {
-        const int iw = ws + v * p.dw;
-        if (iw < 0 || iw >= W) continue;
-        const T stored = row[iw];
-        const A val = convert<A>(stored);
-        if (arg < 0 || val > best || val != val) {  // the first maximum wins; NaN beats everything
-          best = val;
-          best_stored = stored;
-          arg = ih * W + iw;
-          if (val != val) {
-            nan = true;
-            break;
-          }
-        }
-      }
+    int64_t* io = idx ? idx + obase + o : nullptr;
+    if constexpr (KH > 0 && KW > 0) {
+      if (clamped) window_max_clamped<T, KH, KW>(tile, r_lo, H, W, hs, ws, y + obase + o, io);
+      else window_max<T>(tile, r_lo, H, W, hs, ws, p, y + obase + o, io);
+    } else {
+      window_max<T>(tile, r_lo, H, W, hs, ws, p, y + obase + o, io);
     }
-    y[obase + o] = best_stored;  // -inf when the window holds only padding
-    if (idx) idx[obase + o] = arg;
     i += di;
     j += dj;
     if (j >= OW) {
@@ -339,8 +394,13 @@ void max_pool_entry(const KernelArgs& k) {
       const int rows_in = std::min<int>(int(g.h), (plan.rows - 1) * p.sh + (p.kh - 1) * p.dh + 1);
       const size_t smem = (size_t(rows_in) * size_t(g.w) + 16 / sizeof(T)) * sizeof(T);
       const int threads = plan.rows * g.ow >= 256 ? 256 : 128;
-      max_pool_tiled_kernel<T><<<unsigned(g.planes * plan.bands), threads, smem, current_stream(dev)>>>(
-          ptr<const T>(x), ptr<T>(y), idx, g, p, plan);
+      auto launch = [&]<int KH, int KW>() {
+        max_pool_tiled_kernel<T, KH, KW><<<unsigned(g.planes * plan.bands), threads, smem, current_stream(dev)>>>(
+            ptr<const T>(x), ptr<T>(y), idx, g, p, plan);
+      };
+      if (p.kh == 3 && p.kw == 3) launch.template operator()<3, 3>();
+      else if (p.kh == 2 && p.kw == 2) launch.template operator()<2, 2>();
+      else launch.template operator()<0, 0>();
     } else {
       max_pool_kernel<T><<<plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(ptr<const T>(x), ptr<T>(y), idx,
                                                                                    g, p);
