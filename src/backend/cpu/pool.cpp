@@ -73,41 +73,67 @@ bool pool_dnnl(dnnl::algorithm alg, const Tensor& x, const Tensor& y, const Pool
   return true;
 }
 
+// ------------------------------------------------------------------ the plane walks
+
+// Every pooling loop walks (n, c) planes in parallel (planes never share outputs or inputs).
+// Forward: out(o, in, i, j) for every output (i, j) of each plane, o its flat index in y
+// and in the plane of x.
+template <typename T, typename F>
+void for_each_output(const Tensor& x, const Tensor& y, F out) {
+  const PoolGeom g = pool_geom(x, y);
+  const T* px = x.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = px + pl * g.h * g.w;
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) out(pl * g.oh * g.ow + i * g.ow + j, in, i, j);
+  }
+}
+
+// Backward: spread(acc, o, i, j) adds output o's gradient into the plane's float64
+// accumulator acc (zeroed), which then becomes the plane of grad_x.
+template <typename T, typename F>
+void accumulate_planes(const Tensor& gy, const Tensor& gx, F spread) {
+  const PoolGeom g = pool_geom(gx, gy);
+  T* pgx = gx.data<T>();
+#pragma omp parallel for
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    std::vector<double> acc(size_t(g.h * g.w), 0.0);
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) spread(acc, pl * g.oh * g.ow + i * g.ow + j, i, j);
+    T* out = pgx + pl * g.h * g.w;
+    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
+  }
+}
+
 // ------------------------------------------------------------------ max pool
 
 // NaN wins, as in PyTorch; padding never does (positions outside the input are skipped).
 template <typename T>
 void max_pool_loops(const Tensor& x, const Tensor& y, int64_t* idx, const Pool2dAttrs& a) {
-  const PoolGeom g = pool_geom(x, y);
-  const T* px = x.data<T>();
+  const int64_t h = x.shape()[2], w = x.shape()[3];
   T* py = y.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* in = px + pl * g.h * g.w;
-    for (int64_t i = 0; i < g.oh; ++i)
-      for (int64_t j = 0; j < g.ow; ++j) {
-        double best = -std::numeric_limits<double>::infinity();
-        int64_t arg = -1;
-        for (int64_t u = 0; u < a.kernel[0]; ++u) {
-          const int64_t ih = i * a.stride[0] - a.padding[0] + u * a.dilation[0];
-          if (ih < 0 || ih >= g.h) continue;
-          for (int64_t v = 0; v < a.kernel[1]; ++v) {
-            const int64_t iw = j * a.stride[1] - a.padding[1] + v * a.dilation[1];
-            if (iw < 0 || iw >= g.w) continue;
-            const double val = double(in[ih * g.w + iw]);
-            if (arg < 0 || val > best || std::isnan(val)) {
-              best = val;
-              arg = ih * g.w + iw;
-              if (std::isnan(val)) break;
-            }
-          }
-          if (std::isnan(best)) break;
+  for_each_output<T>(x, y, [&](int64_t o, const T* in, int64_t i, int64_t j) {
+    double best = -std::numeric_limits<double>::infinity();
+    int64_t arg = -1;
+    for (int64_t u = 0; u < a.kernel[0]; ++u) {
+      const int64_t ih = i * a.stride[0] - a.padding[0] + u * a.dilation[0];
+      if (ih < 0 || ih >= h) continue;
+      for (int64_t v = 0; v < a.kernel[1]; ++v) {
+        const int64_t iw = j * a.stride[1] - a.padding[1] + v * a.dilation[1];
+        if (iw < 0 || iw >= w) continue;
+        const double val = double(in[ih * w + iw]);
+        if (arg < 0 || val > best || std::isnan(val)) {
+          best = val;
+          arg = ih * w + iw;
+          if (std::isnan(val)) break;
         }
-        const int64_t o = pl * g.oh * g.ow + i * g.ow + j;
-        py[o] = arg < 0 ? T(-std::numeric_limits<float>::infinity()) : in[arg];
-        if (idx) idx[o] = arg;
       }
-  }
+      if (std::isnan(best)) break;
+    }
+    py[o] = arg < 0 ? T(-std::numeric_limits<float>::infinity()) : in[arg];
+    if (idx) idx[o] = arg;
+  });
 }
 
 // in: x; outs: y, (indices)
@@ -120,37 +146,28 @@ void max_pool2d_kernel(const KernelArgs& args) {
   KILN_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&]<typename T>() { max_pool_loops<T>(x, y, idx, a); });
 }
 
-template <typename T>
-void max_pool_backward_loops(const Tensor& gy, const Tensor& idx, const Tensor& gx) {
-  const PoolGeom g = pool_geom(gx, gy);
-  const T* pgy = gy.data<T>();
-  const int64_t* pi = idx.data<int64_t>();
-  T* pgx = gx.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    std::vector<double> acc(size_t(g.h * g.w), 0.0);
-    for (int64_t o = pl * g.oh * g.ow; o < (pl + 1) * g.oh * g.ow; ++o)
-      if (pi[o] >= 0) acc[size_t(pi[o])] += double(pgy[o]);
-    T* out = pgx + pl * g.h * g.w;
-    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
-  }
-}
-
 // in: grad_y, indices; out: grad_x
 void max_pool2d_backward_kernel(const KernelArgs& args) {
   const Tensor &gy = args.inputs[0], &idx = args.inputs[1], &gx = args.outputs[0];
-  KILN_DISPATCH_FLOATING(gy.dtype(), "max_pool2d_backward",
-                         [&]<typename T>() { max_pool_backward_loops<T>(gy, idx, gx); });
+  KILN_DISPATCH_FLOATING(gy.dtype(), "max_pool2d_backward", [&]<typename T>() {
+    const T* pgy = gy.data<T>();
+    const int64_t* pi = idx.data<int64_t>();
+    accumulate_planes<T>(gy, gx, [&](std::vector<double>& acc, int64_t o, int64_t, int64_t) {
+      if (pi[o] >= 0) acc[size_t(pi[o])] += double(pgy[o]);
+    });
+  });
 }
 
-// ------------------------------------------------------------------ avg pool
+// ------------------------------------------------------------------ avg and adaptive avg pool
 
-// PyTorch's window: clipped to the padded input for the divisor when counting padding,
-// to the input itself otherwise; divisor_override replaces both.
+// The input rows/cols [h0, h1) x [w0, w1) an output averages, and its divisor.
 struct AvgWindow {
-  int64_t h0, h1, w0, w1;  // the input rows/cols summed
+  int64_t h0, h1, w0, w1;
   double divisor;
 };
+
+// PyTorch's avg_pool2d window: clipped to the padded input for the divisor when counting
+// padding, to the input itself otherwise; divisor_override replaces both.
 AvgWindow avg_window(int64_t i, int64_t j, int64_t h, int64_t w, const Pool2dAttrs& a) {
   int64_t h0 = i * a.stride[0] - a.padding[0], w0 = j * a.stride[1] - a.padding[1];
   int64_t h1 = std::min(h0 + a.kernel[0], h + a.padding[0]), w1 = std::min(w0 + a.kernel[1], w + a.padding[1]);
@@ -164,23 +181,41 @@ AvgWindow avg_window(int64_t i, int64_t j, int64_t h, int64_t w, const Pool2dAtt
   return {h0, h1, w0, w1, div};
 }
 
-template <typename T>
-void avg_pool_loops(const Tensor& x, const Tensor& y, const Pool2dAttrs& a) {
-  const PoolGeom g = pool_geom(x, y);
-  const T* px = x.data<T>();
+// adaptive_avg_pool2d: output cell i covers input rows [floor(i*H/OH), ceil((i+1)*H/OH)),
+// as in PyTorch, and divides by its area.
+int64_t start_index(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
+int64_t end_index(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
+AvgWindow adaptive_window(int64_t i, int64_t j, const PoolGeom& g) {
+  const int64_t h0 = start_index(i, g.oh, g.h), h1 = end_index(i, g.oh, g.h);
+  const int64_t w0 = start_index(j, g.ow, g.w), w1 = end_index(j, g.ow, g.w);
+  return {h0, h1, w0, w1, double((h1 - h0) * (w1 - w0))};
+}
+
+// y = the mean of each output's window (window(i, j) -> AvgWindow).
+template <typename T, typename WindowOf>
+void window_mean_loops(const Tensor& x, const Tensor& y, WindowOf window) {
+  const int64_t w = x.shape()[3];
   T* py = y.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* in = px + pl * g.h * g.w;
-    for (int64_t i = 0; i < g.oh; ++i)
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const AvgWindow win = avg_window(i, j, g.h, g.w, a);
-        double s = 0;
-        for (int64_t r = win.h0; r < win.h1; ++r)
-          for (int64_t c = win.w0; c < win.w1; ++c) s += double(in[r * g.w + c]);
-        py[pl * g.oh * g.ow + i * g.ow + j] = T(s / win.divisor);
-      }
-  }
+  for_each_output<T>(x, y, [&](int64_t o, const T* in, int64_t i, int64_t j) {
+    const AvgWindow win = window(i, j);
+    double s = 0;
+    for (int64_t r = win.h0; r < win.h1; ++r)
+      for (int64_t c = win.w0; c < win.w1; ++c) s += double(in[r * w + c]);
+    py[o] = T(s / win.divisor);
+  });
+}
+
+// grad_x: each output's gradient divided by its divisor, spread over its window.
+template <typename T, typename WindowOf>
+void window_mean_backward_loops(const Tensor& gy, const Tensor& gx, WindowOf window) {
+  const int64_t w = gx.shape()[3];
+  const T* pgy = gy.data<T>();
+  accumulate_planes<T>(gy, gx, [&](std::vector<double>& acc, int64_t o, int64_t i, int64_t j) {
+    const AvgWindow win = window(i, j);
+    const double v = double(pgy[o]) / win.divisor;
+    for (int64_t r = win.h0; r < win.h1; ++r)
+      for (int64_t c = win.w0; c < win.w1; ++c) acc[size_t(r * w + c)] += v;
+  });
 }
 
 // oneDNN counts every position past the input as padding; PyTorch's count_include_pad
@@ -201,94 +236,36 @@ void avg_pool2d_kernel(const KernelArgs& args) {
   const auto alg = a.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
                                        : dnnl::algorithm::pooling_avg_exclude_padding;
   if (avg_matches_dnnl(x, y, a) && pool_dnnl(alg, x, y, a)) return;
-  KILN_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&]<typename T>() { avg_pool_loops<T>(x, y, a); });
-}
-
-template <typename T>
-void avg_pool_backward_loops(const Tensor& gy, const Tensor& gx, const Pool2dAttrs& a) {
-  const PoolGeom g = pool_geom(gx, gy);
-  const T* pgy = gy.data<T>();
-  T* pgx = gx.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    std::vector<double> acc(size_t(g.h * g.w), 0.0);
-    for (int64_t i = 0; i < g.oh; ++i)
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const AvgWindow win = avg_window(i, j, g.h, g.w, a);
-        const double v = double(pgy[pl * g.oh * g.ow + i * g.ow + j]) / win.divisor;
-        for (int64_t r = win.h0; r < win.h1; ++r)
-          for (int64_t c = win.w0; c < win.w1; ++c) acc[size_t(r * g.w + c)] += v;
-      }
-    T* out = pgx + pl * g.h * g.w;
-    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
-  }
+  const int64_t h = x.shape()[2], w = x.shape()[3];
+  KILN_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&]<typename T>() {
+    window_mean_loops<T>(x, y, [&](int64_t i, int64_t j) { return avg_window(i, j, h, w, a); });
+  });
 }
 
 // in: grad_y; out: grad_x
 void avg_pool2d_backward_kernel(const KernelArgs& args) {
   const auto& a = args.attr<Pool2dAttrs>();
-  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "avg_pool2d_backward", [&]<typename T>() {
-    avg_pool_backward_loops<T>(args.inputs[0], args.outputs[0], a);
+  const Tensor &gy = args.inputs[0], &gx = args.outputs[0];
+  const int64_t h = gx.shape()[2], w = gx.shape()[3];
+  KILN_DISPATCH_FLOATING(gy.dtype(), "avg_pool2d_backward", [&]<typename T>() {
+    window_mean_backward_loops<T>(gy, gx, [&](int64_t i, int64_t j) { return avg_window(i, j, h, w, a); });
   });
 }
 
-// ------------------------------------------------------------------ adaptive avg pool
-
-// Output cell i covers input rows [floor(i*H/OH), ceil((i+1)*H/OH)), as in PyTorch.
-int64_t start_index(int64_t i, int64_t out, int64_t in) { return (i * in) / out; }
-int64_t end_index(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
-
-template <typename T>
-void adaptive_avg_loops(const Tensor& x, const Tensor& y) {
-  const PoolGeom g = pool_geom(x, y);
-  const T* px = x.data<T>();
-  T* py = y.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* in = px + pl * g.h * g.w;
-    for (int64_t i = 0; i < g.oh; ++i) {
-      const int64_t h0 = start_index(i, g.oh, g.h), h1 = end_index(i, g.oh, g.h);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const int64_t w0 = start_index(j, g.ow, g.w), w1 = end_index(j, g.ow, g.w);
-        double s = 0;
-        for (int64_t r = h0; r < h1; ++r)
-          for (int64_t c = w0; c < w1; ++c) s += double(in[r * g.w + c]);
-        py[pl * g.oh * g.ow + i * g.ow + j] = T(s / double((h1 - h0) * (w1 - w0)));
-      }
-    }
-  }
-}
-
-template <typename T>
-void adaptive_avg_backward_loops(const Tensor& gy, const Tensor& gx) {
-  const PoolGeom g = pool_geom(gx, gy);
-  const T* pgy = gy.data<T>();
-  T* pgx = gx.data<T>();
-#pragma omp parallel for
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    std::vector<double> acc(size_t(g.h * g.w), 0.0);
-    for (int64_t i = 0; i < g.oh; ++i) {
-      const int64_t h0 = start_index(i, g.oh, g.h), h1 = end_index(i, g.oh, g.h);
-      for (int64_t j = 0; j < g.ow; ++j) {
-        const int64_t w0 = start_index(j, g.ow, g.w), w1 = end_index(j, g.ow, g.w);
-        const double v = double(pgy[pl * g.oh * g.ow + i * g.ow + j]) / double((h1 - h0) * (w1 - w0));
-        for (int64_t r = h0; r < h1; ++r)
-          for (int64_t c = w0; c < w1; ++c) acc[size_t(r * g.w + c)] += v;
-      }
-    }
-    T* out = pgx + pl * g.h * g.w;
-    for (int64_t k = 0; k < g.h * g.w; ++k) out[k] = T(acc[size_t(k)]);
-  }
-}
-
 void adaptive_avg_pool2d_kernel(const KernelArgs& args) {
-  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "adaptive_avg_pool2d",
-                         [&]<typename T>() { adaptive_avg_loops<T>(args.inputs[0], args.outputs[0]); });
+  const Tensor &x = args.inputs[0], &y = args.outputs[0];
+  const PoolGeom g = pool_geom(x, y);
+  KILN_DISPATCH_FLOATING(x.dtype(), "adaptive_avg_pool2d", [&]<typename T>() {
+    window_mean_loops<T>(x, y, [&](int64_t i, int64_t j) { return adaptive_window(i, j, g); });
+  });
 }
 
 void adaptive_avg_pool2d_backward_kernel(const KernelArgs& args) {
-  KILN_DISPATCH_FLOATING(args.inputs[0].dtype(), "adaptive_avg_pool2d_backward",
-                         [&]<typename T>() { adaptive_avg_backward_loops<T>(args.inputs[0], args.outputs[0]); });
+  const Tensor &gy = args.inputs[0], &gx = args.outputs[0];
+  const PoolGeom g = pool_geom(gx, gy);
+  KILN_DISPATCH_FLOATING(gy.dtype(), "adaptive_avg_pool2d_backward", [&]<typename T>() {
+    window_mean_backward_loops<T>(gy, gx, [&](int64_t i, int64_t j) { return adaptive_window(i, j, g); });
+  });
 }
 }  // namespace
 
