@@ -17,6 +17,7 @@ void register_linalg(KernelRegistry& r);       // linalg.cpp (cuBLASLt)
 void register_nn(KernelRegistry& r);           // nn.cpp: the two below
 void register_conv(KernelRegistry& r);         // conv.cpp (cuDNN)
 void register_nn_kernels(KernelRegistry& r);   // nn.cu
+void register_batch_norm(KernelRegistry& r);   // batch_norm.cu
 void register_attention(KernelRegistry& r);    // attention.cpp
 void register_pool(KernelRegistry& r);         // pool.cu
 void register_index(KernelRegistry& r);        // index.cu: gather, scatter_add, index_add, one_hot

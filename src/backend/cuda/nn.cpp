@@ -6,6 +6,7 @@ namespace kiln::cuda {
 void register_nn(KernelRegistry& r) {
   register_conv(r);
   register_nn_kernels(r);
+  register_batch_norm(r);
   register_attention(r);
   register_pool(r);
   register_index(r);

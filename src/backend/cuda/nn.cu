@@ -1,13 +1,13 @@
-// CUDA kernels of the nn family: batch_norm (eval and training, backward), layer_norm
-// (forward; its backward composes CUDA ops), dropout (Philox as the CPU), embedding and
-// its backward, index_select, cat. Contracts in ops.def. Statistics accumulate in float
-// (double for float64) with Welford's update; per-channel parameters of any floating
-// dtype are converted to the accumulation dtype first.
+// CUDA kernels of the nn family: layer_norm (forward; its backward composes CUDA ops),
+// dropout (Philox as the CPU), embedding and its backward, index_select, cat (batch_norm:
+// batch_norm.cu). Contracts in ops.def. Statistics accumulate in float (double for
+// float64) with Welford's update.
 #include <cmath>
 
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "src/backend/cuda/kernels.h"
+#include "src/backend/cuda/block_reduce.cuh"
 #include "src/backend/cuda/loops.cuh"
 #include "src/backend/cuda/philox.cuh"
 
@@ -15,240 +15,13 @@ namespace kiln::cuda {
 
 namespace {
 
-constexpr int kBlk = 256;
-
-template <typename A>
-struct Wf {
-  A mean, m2, n;
-};
-
-template <typename A>
-__device__ __forceinline__ void wf_combine(Wf<A>& a, const Wf<A>& b) {
-  if (b.n == A(0)) return;
-  if (a.n == A(0)) {
-    a = b;
-    return;
-  }
-  const A n = a.n + b.n, d = b.mean - a.mean;
-  a.mean += d * (b.n / n);
-  a.m2 += b.m2 + d * d * (a.n * b.n / n);
-  a.n = n;
-}
-
-// Combines one value per thread across the block; every thread gets the result.
-template <typename V, typename C>
-__device__ V block_all(V v, C combine) {
-  __shared__ char raw[sizeof(V) * kBlk];
-  V* s = reinterpret_cast<V*>(raw);
-  s[threadIdx.x] = v;
-  __syncthreads();
-  for (int w = kBlk / 2; w > 0; w /= 2) {
-    if (threadIdx.x < w) combine(s[threadIdx.x], s[threadIdx.x + w]);
-    __syncthreads();
-  }
-  V r = s[0];
-  __syncthreads();
-  return r;
-}
-
-// ---- batch_norm: x [N, C, HW] ----
-template <typename T, typename A>
-__global__ void bn_stats_kernel(const T* x, int64_t N, int64_t C, int64_t HW, A* mean, A* var) {
-  const int64_t c = blockIdx.x;
-  Wf<A> w{A(0), A(0), A(0)};
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = x + (n * C + c) * HW;
-    for (int64_t i = threadIdx.x; i < HW; i += kBlk) {
-      const A v = convert<A>(row[i]);
-      w.n += A(1);
-      const A d = v - w.mean;
-      w.mean += d / w.n;
-      w.m2 += d * (v - w.mean);
-    }
-  }
-  w = block_all(w, [](Wf<A>& a, const Wf<A>& b) { wf_combine(a, b); });
-  if (threadIdx.x == 0) {
-    mean[c] = w.mean;
-    var[c] = w.n > A(0) ? w.m2 / w.n : A(0);
-  }
-}
-
-// y = x * a[c] + b[c] (and, with g, y = g * a[c] + x * b[c] + d[c]) over [rows = N*C, HW].
-template <typename T, typename A>
-__device__ __forceinline__ T affine_one(const T* g, T xs, int64_t i, A a, A b, A d) {
-  const A xv = convert<A>(xs);
-  return g ? convert<T>(convert<A>(g[i]) * a + xv * b + d) : convert<T>(xv * a + b);
-}
-
-// Flat: short rows (HW < 128), one element per step.
-template <typename T, typename A>
-__global__ void channel_affine_flat_kernel(const T* g, const T* x, T* y, int64_t rows, int64_t C, int64_t HW,
-                                           const A* a, const A* b, const A* d) {
-  const int64_t total = rows * HW;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = (i / HW) % C;
-    y[i] = affine_one(g, x[i], i, a[c], b[c], d ? d[c] : A(0));
-  }
-}
-
-// Rows: a block per (n, c) row, 16-byte vectors when the row allows.
-template <typename T, typename A>
-__global__ void channel_affine_rows_kernel(const T* g, const T* x, T* y, int64_t C, int64_t HW, const A* a,
-                                           const A* b, const A* d, bool vec) {
-  constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
-  const int64_t row = blockIdx.x;
-  const int64_t c = row % C;
-  const A ca = a[c], cb = b[c], cd = d ? d[c] : A(0);
-  const int64_t base = row * HW;
-  if (vec) {
-    const int64_t nv = HW / V;
-    for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) {
-      const Vec<T, V> xv = reinterpret_cast<const Vec<T, V>*>(x + base)[v];
-      Vec<T, V> gv;
-      if (g) gv = reinterpret_cast<const Vec<T, V>*>(g + base)[v];
-      Vec<T, V> o;
-#pragma unroll
-      for (int k = 0; k < V; ++k) {
-        const A xa = convert<A>(xv.v[k]);
-        o.v[k] = g ? convert<T>(convert<A>(gv.v[k]) * ca + xa * cb + cd) : convert<T>(xa * ca + cb);
-      }
-      reinterpret_cast<Vec<T, V>*>(y + base)[v] = o;
-    }
-  } else {
-    for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) y[base + i] = affine_one(g, x[base + i], base + i, ca, cb, cd);
-  }
-}
-
-template <typename T, typename A>
-void channel_affine(const T* g, const T* x, T* y, int64_t rows, int64_t C, int64_t HW, const A* a, const A* b,
-                    const A* d, int dev, const char* op) {
-  cudaStream_t st = current_stream(dev);
-  if (rows * HW == 0) return;
-  if (HW < 128) {
-    channel_affine_flat_kernel<T, A><<<blocks_for(rows * HW, dev, 32), kThreads, 0, st>>>(g, x, y, rows, C, HW, a, b, d);
-  } else {
-    constexpr int V = 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
-    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    const bool vec = HW % V == 0 && aligned(x) && aligned(y) && (!g || aligned(g));
-    const int threads = HW / (vec ? V : 1) >= 256 ? 256 : 128;
-    channel_affine_rows_kernel<T, A><<<unsigned(rows), threads, 0, st>>>(g, x, y, C, HW, a, b, d, vec);
-  }
-  KILN_CUDA_CHECK_LAUNCH(op);
-}
-
-template <typename T, typename A>
-__global__ void bn_grad_sums_kernel(const T* g, const T* x, int64_t N, int64_t C, int64_t HW, const A* mean,
-                                    A* sum_g, A* sum_gd) {
-  const int64_t c = blockIdx.x;
-  const A m = mean[c];
-  struct Two {
-    A a, b;
-  } s{A(0), A(0)};
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t base = (n * C + c) * HW;
-    for (int64_t i = threadIdx.x; i < HW; i += kBlk) {
-      const A gv = convert<A>(g[base + i]);
-      s.a += gv;
-      s.b += gv * (convert<A>(x[base + i]) - m);
-    }
-  }
-  s = block_all(s, [](Two& p, const Two& q) { p.a += q.a; p.b += q.b; });
-  if (threadIdx.x == 0) {
-    sum_g[c] = s.a;
-    sum_gd[c] = s.b;
-  }
-}
+constexpr int kBlk = kReduceBlock;
 
 DType acc_of(DType t) { return t == DType::Float64 ? DType::Float64 : DType::Float32; }
 
 template <typename A>
 A* ptr(const Tensor& t) {
   return static_cast<A*>(t.data_ptr());
-}
-
-void batch_norm_kernel(const KernelArgs& k) {
-  const auto& at = k.attr<BatchNormAttrs>();
-  const Tensor& x = k.inputs[0];
-  const int dev = k.device.index;
-  CudaDeviceGuard guard(dev);
-  cudaStream_t st = current_stream(dev);
-  const int64_t N = x.size(0), C = x.size(1), HW = x.numel() / std::max<int64_t>(1, N * C);
-  const DType acc = acc_of(x.dtype());
-  const Tensor w = k.inputs[1].to(acc), b = k.inputs[2].to(acc);
-  Tensor mean, var;
-  if (at.training) {
-    mean = empty({C}, TensorOptions(acc).device(x.device()));
-    var = empty({C}, TensorOptions(acc).device(x.device()));
-  } else {
-    mean = k.inputs[3].to(acc).contiguous();
-    var = k.inputs[4].to(acc).contiguous();
-  }
-  KILN_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&]<typename TK>() {
-    using T = dev_t<TK>;
-    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    if (at.training && C > 0) {
-      bn_stats_kernel<T, A><<<unsigned(C), kBlk, 0, st>>>(ptr<const T>(x), N, C, HW, ptr<A>(mean), ptr<A>(var));
-      KILN_CUDA_CHECK_LAUNCH("batch_norm");
-    }
-    // scale = w * invstd, shift = b - mean * scale (tiny [C] ops)
-    const Tensor invstd = rsqrt(add(var, at.eps));
-    const Tensor scale = mul(w, invstd).contiguous();
-    const Tensor shift = sub(b, mul(mean, scale)).contiguous();
-    if (x.numel() > 0) {
-      channel_affine<T, A>(nullptr, ptr<const T>(x), ptr<T>(k.outputs[0]), N * C, C, HW, ptr<const A>(scale),
-                           ptr<const A>(shift), nullptr, dev, "batch_norm");
-    }
-    if (!at.training) return;
-    Tensor o1 = k.outputs[1], o2 = k.outputs[2];
-    o1.copy_(mean);
-    o2.copy_(invstd);
-    if (at.has_running) {
-      const double count = double(N * HW), unbias = count > 1 ? count / (count - 1) : 1.0;
-      Tensor rm = k.outputs[3], rv = k.outputs[4];
-      rm.copy_(add(mul(rm.to(acc), 1 - at.momentum), mul(mean, at.momentum)));
-      rv.copy_(add(mul(rv.to(acc), 1 - at.momentum), mul(var, at.momentum * unbias)));
-    }
-  });
-}
-
-void batch_norm_backward_kernel(const KernelArgs& k) {
-  const bool training = k.attr<BatchNormAttrs>().training;
-  const Tensor& g = k.inputs[0];
-  const Tensor& x = k.inputs[1];
-  const int dev = k.device.index;
-  CudaDeviceGuard guard(dev);
-  cudaStream_t st = current_stream(dev);
-  const int64_t N = x.size(0), C = x.size(1), HW = x.numel() / std::max<int64_t>(1, N * C);
-  const DType acc = acc_of(x.dtype());
-  const Tensor w = k.inputs[2].to(acc), mean = k.inputs[3].to(acc).contiguous(), invstd = k.inputs[4].to(acc);
-  Tensor sum_g = empty({C}, TensorOptions(acc).device(x.device()));
-  Tensor sum_gd = empty({C}, TensorOptions(acc).device(x.device()));
-  KILN_DISPATCH_FLOATING(x.dtype(), "batch_norm_backward", [&]<typename TK>() {
-    using T = dev_t<TK>;
-    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    if (C > 0) {
-      bn_grad_sums_kernel<T, A><<<unsigned(C), kBlk, 0, st>>>(ptr<const T>(g), ptr<const T>(x), N, C, HW,
-                                                              ptr<const A>(mean), ptr<A>(sum_g), ptr<A>(sum_gd));
-      KILN_CUDA_CHECK_LAUNCH("batch_norm_backward");
-    }
-    const double count = double(N * HW);
-    const Tensor kk = mul(w, invstd).contiguous();
-    Tensor k2 = zeros({C}, TensorOptions(acc).device(x.device())), k3 = zeros({C}, TensorOptions(acc).device(x.device()));
-    if (training) {
-      k2 = div(mul(mul(neg(kk), mul(invstd, invstd)), sum_gd), count);
-      k3 = div(mul(neg(kk), sum_g), count);
-    }
-    // grad_x = kk * g + k2 * x + (k3 - k2 * mean)
-    const Tensor d = sub(k3, mul(k2, mean)).contiguous();
-    k2 = k2.contiguous();
-    if (x.numel() > 0) {
-      channel_affine<T, A>(ptr<const T>(g), ptr<const T>(x), ptr<T>(k.outputs[0]), N * C, C, HW, ptr<const A>(kk),
-                           ptr<const A>(k2), ptr<const A>(d), dev, "batch_norm_backward");
-    }
-    Tensor gw = k.outputs[1], gb = k.outputs[2];
-    gw.copy_(mul(sum_gd, invstd));
-    gb.copy_(sum_g);
-  });
 }
 
 // ---- layer_norm: x [M, N] rows ----
@@ -448,8 +221,6 @@ void cat_entry(const KernelArgs& k) {
 
 void register_nn_kernels(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  r.add(cu, OpId::BatchNorm, batch_norm_kernel, kFloatingDTypes);
-  r.add(cu, OpId::BatchNormBackward, batch_norm_backward_kernel, kFloatingDTypes);
   r.add(cu, OpId::LayerNorm, layer_norm_kernel_entry, kFloatingDTypes);
   r.add(cu, OpId::LayerNormBackward, layer_norm_backward_kernel, kFloatingDTypes);
   r.add(cu, OpId::Dropout, dropout_entry, kFloatingDTypes);
