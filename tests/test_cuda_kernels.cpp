@@ -365,3 +365,47 @@ TEST(CudaKernels, MaxPool2dForwardAndBackwardMatchNaiveLoops) {
     }
   }
 }
+
+// avg_pool2d on CUDA (the band-tiled kernel; the wide case takes the fallback) against
+// naive loops with PyTorch's divisor rules.
+TEST(CudaKernels, AvgPool2dMatchesNaiveLoops) {
+  REQUIRE_CUDA();
+  GpuOnlyScope gpu_only;
+  struct AvgCase {
+    Shape x;
+    Pair k, s, p;
+    bool ceil, include_pad;
+  };
+  const std::vector<AvgCase> cases = {
+      {{2, 3, 112, 112}, {2, 2}, {2, 2}, {0, 0}, false, true},
+      {{1, 3, 57, 33}, {3, 3}, {2, 2}, {1, 1}, true, false},
+      {{1, 3, 57, 33}, {3, 3}, {2, 2}, {1, 1}, true, true},
+      {{2, 2, 40, 30}, {3, 2}, {1, 2}, {1, 1}, false, false},
+      {{1, 2, 12, 5000}, {2, 2}, {2, 2}, {0, 0}, false, true},
+  };
+  for (const AvgCase& q : cases) {
+    const int64_t planes = q.x[0] * q.x[1], H = q.x[2], W = q.x[3];
+    const int64_t OH = pooled_size(H, q.k[0], q.s[0], q.p[0], 1, q.ceil);
+    const int64_t OW = pooled_size(W, q.k[1], q.s[1], q.p[1], 1, q.ceil);
+    const auto xv = values(planes * H * W, 3);
+    std::vector<double> want(size_t(planes * OH * OW));
+    for (int64_t pl = 0; pl < planes; ++pl)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          const int64_t r0 = i * q.s[0] - q.p[0], c0 = j * q.s[1] - q.p[1];
+          const int64_t r1 = std::min(r0 + q.k[0], H + q.p[0]), c1 = std::min(c0 + q.k[1], W + q.p[1]);
+          double s = 0;
+          int64_t inside = 0;
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = c0; c < c1; ++c)
+              if (r >= 0 && r < H && c >= 0 && c < W) s += xv[size_t((pl * H + r) * W + c)], ++inside;
+          want[size_t((pl * OH + i) * OW + j)] = s / double(q.include_pad ? (r1 - r0) * (c1 - c0) : inside);
+        }
+    for (DType dt : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16}) {
+      SCOPED_TRACE(shape_str(q.x) + " " + dtype_name(dt));
+      const Tensor y = avg_pool2d(tensor(xv, q.x).to(dt).to(kGpu), q.k, q.s, q.p, q.ceil, q.include_pad);
+      ASSERT_EQ(y.shape(), (Shape{q.x[0], q.x[1], OH, OW}));
+      expect_close(y.to_vector<double>(), want, dt);
+    }
+  }
+}

@@ -195,13 +195,12 @@ __device__ __forceinline__ void window_max_clamped(const T* tile, int r_lo, int 
   if (idx) *idx = ::min(::max(hs + bu, 0), H - 1) * W + ::min(::max(ws + bv, 0), W - 1);
 }
 
-// KH, KW: the window's size when known at compile time (then its loops unroll), else 0.
-// Launch bounds: 8 blocks of 256 per SM for 4- and 8-byte types, 5 for 2-byte ones (the
-// most that compile without spills).
-template <typename T, int KH, int KW>
-__global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
-    max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Geom g, PoolP p,
-                          BandPlan plan) {
+// The band walk of the tiled forward kernels: stages the input rows that the block's band
+// of output rows reads, then calls f(tile, r_lo, i, j, o) for each output (i, j) of the
+// band, o its flat index in y; the tile holds input row ih at tile + (ih - r_lo) * W.
+template <typename T, typename F>
+__device__ __forceinline__ void for_each_band_output(const T* __restrict__ x, const Geom& g, const PoolP& p,
+                                                     const BandPlan& plan, F f) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int H = int(g.h), W = int(g.w), OH = int(g.oh), OW = int(g.ow);
   const int64_t pl = blockIdx.x / unsigned(plan.bands);
@@ -212,22 +211,13 @@ __global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
   const int shift = load_run(x + pl * g.h * g.w + int64_t(r_lo) * W, ::max(0, r_hi - r_lo) * W,
                              reinterpret_cast<T*>(smem_raw));
   __syncthreads();
-  const T* tile = reinterpret_cast<const T*>(smem_raw) + shift;  // tile[(ih - r_lo) * W + iw]
+  const T* tile = reinterpret_cast<const T*>(smem_raw) + shift;
   const int n = (i1 - i0) * OW;
   const int di = int(blockDim.x) / OW, dj = int(blockDim.x) % OW;
   int i = i0 + int(threadIdx.x) / OW, j = int(threadIdx.x) % OW;
-  // Clamping is exact without dilation (the window is one run of rows and of columns).
-  const bool clamped = KH > 0 && p.dh == 1 && p.dw == 1;
   const int64_t obase = (pl * OH + i0) * int64_t(OW);
   for (int o = threadIdx.x; o < n; o += blockDim.x) {
-    const int hs = i * p.sh - p.ph, ws = j * p.sw - p.pw;
-    int64_t* io = idx ? idx + obase + o : nullptr;
-    if constexpr (KH > 0 && KW > 0) {
-      if (clamped) window_max_clamped<T, KH, KW>(tile, r_lo, H, W, hs, ws, y + obase + o, io);
-      else window_max<T>(tile, r_lo, H, W, hs, ws, p, y + obase + o, io);
-    } else {
-      window_max<T>(tile, r_lo, H, W, hs, ws, p, y + obase + o, io);
-    }
+    f(tile, r_lo, i, j, obase + o);
     i += di;
     j += dj;
     if (j >= OW) {
@@ -235,6 +225,28 @@ __global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
       ++i;
     }
   }
+}
+
+// KH, KW: the window's size when known at compile time (then its loops unroll), else 0.
+// Launch bounds: 8 blocks of 256 per SM for 4- and 8-byte types, 5 for 2-byte ones (the
+// most that compile without spills).
+template <typename T, int KH, int KW>
+__global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
+    max_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Geom g, PoolP p,
+                          BandPlan plan) {
+  const int H = int(g.h), W = int(g.w);
+  // Clamping is exact without dilation (the window is one run of rows and of columns).
+  const bool clamped = KH > 0 && p.dh == 1 && p.dw == 1;
+  for_each_band_output(x, g, p, plan, [&](const T* tile, int r_lo, int i, int j, int64_t o) {
+    const int hs = i * p.sh - p.ph, ws = j * p.sw - p.pw;
+    int64_t* io = idx ? idx + o : nullptr;
+    if constexpr (KH > 0 && KW > 0) {
+      if (clamped) window_max_clamped<T, KH, KW>(tile, r_lo, H, W, hs, ws, y + o, io);
+      else window_max<T>(tile, r_lo, H, W, hs, ws, p, y + o, io);
+    } else {
+      window_max<T>(tile, r_lo, H, W, hs, ws, p, y + o, io);
+    }
+  });
 }
 
 // Backward (it has no attributes, so the windows are unknown): a block owns input rows
@@ -280,6 +292,14 @@ BandPlan forward_plan(const Geom& g, const PoolP& p, size_t elem) {
   if (g.planes * bands >= INT32_MAX) return {};
   return {int(rows), int(bands)};
 }
+
+// Launch shape of a forward plan: the tile (its input rows plus room for the 16-byte
+// alignment shift) and the threads (fewer for short bands).
+size_t forward_smem(const Geom& g, const PoolP& p, const BandPlan& plan, size_t elem) {
+  const int64_t rows_in = std::min<int64_t>(g.h, int64_t(plan.rows - 1) * p.sh + int64_t(p.kh - 1) * p.dh + 1);
+  return (size_t(rows_in) * size_t(g.w) + 16 / elem) * elem;
+}
+int forward_threads(const Geom& g, const BandPlan& plan) { return plan.rows * g.ow >= 256 ? 256 : 128; }
 
 BandPlan backward_plan(const Geom& g, size_t acc_elem) {
   const int64_t row_bytes = g.w * int64_t(acc_elem);
@@ -330,6 +350,24 @@ __global__ void avg_pool_kernel(const T* x, T* y, Geom g, PoolP p) {
       for (int64_t c = win.w0; c < win.w1; ++c) s += convert<A>(in[r * g.w + c]);
     y[o] = convert<T>(A(double(s) / win.divisor));
   }
+}
+
+// avg_pool2d over the band tile (for_each_band_output): the same sums and divisor as
+// avg_pool_kernel, read from shared memory.
+template <typename T>
+__global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
+    avg_pool_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, Geom g, PoolP p, BandPlan plan) {
+  using A = comp_t<T>;
+  const int W = int(g.w);
+  for_each_band_output(x, g, p, plan, [&](const T* tile, int r_lo, int i, int j, int64_t o) {
+    const Window win = avg_window(i, j, g, p);
+    A s = A(0);
+    for (int r = int(win.h0); r < int(win.h1); ++r) {
+      const T* row = tile + (r - r_lo) * W;
+      for (int c = int(win.w0); c < int(win.w1); ++c) s += convert<A>(row[c]);
+    }
+    y[o] = convert<T>(A(double(s) / win.divisor));
+  });
 }
 
 template <typename T, typename A>
@@ -391,11 +429,9 @@ void max_pool_entry(const KernelArgs& k) {
     using T = dev_t<TK>;
     const BandPlan plan = forward_plan(g, p, sizeof(T));
     if (plan.bands > 0) {
-      const int rows_in = std::min<int>(int(g.h), (plan.rows - 1) * p.sh + (p.kh - 1) * p.dh + 1);
-      const size_t smem = (size_t(rows_in) * size_t(g.w) + 16 / sizeof(T)) * sizeof(T);
-      const int threads = plan.rows * g.ow >= 256 ? 256 : 128;
       auto launch = [&]<int KH, int KW>() {
-        max_pool_tiled_kernel<T, KH, KW><<<unsigned(g.planes * plan.bands), threads, smem, current_stream(dev)>>>(
+        max_pool_tiled_kernel<T, KH, KW><<<unsigned(g.planes * plan.bands), forward_threads(g, plan),
+                                           forward_smem(g, p, plan, sizeof(T)), current_stream(dev)>>>(
             ptr<const T>(x), ptr<T>(y), idx, g, p, plan);
       };
       if (p.kh == 3 && p.kw == 3) launch.template operator()<3, 3>();
@@ -414,10 +450,18 @@ void avg_pool_entry(const KernelArgs& k) {
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);
   if (y.numel() == 0) return;
+  const Geom g = geom(x, y);
+  const PoolP p = pool_params(k.attr<Pool2dAttrs>());
   KILN_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&]<typename TK>() {
     using T = dev_t<TK>;
-    avg_pool_kernel<T><<<plane_grid(geom(x, y), dev), kThreads, 0, current_stream(dev)>>>(
-        ptr<const T>(x), ptr<T>(y), geom(x, y), pool_params(k.attr<Pool2dAttrs>()));
+    const BandPlan plan = forward_plan(g, p, sizeof(T));
+    if (plan.bands > 0) {
+      avg_pool_tiled_kernel<T><<<unsigned(g.planes * plan.bands), forward_threads(g, plan),
+                                 forward_smem(g, p, plan, sizeof(T)), current_stream(dev)>>>(ptr<const T>(x),
+                                                                                             ptr<T>(y), g, p, plan);
+    } else {
+      avg_pool_kernel<T><<<plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(ptr<const T>(x), ptr<T>(y), g, p);
+    }
     KILN_CUDA_CHECK_LAUNCH("avg_pool2d");
   });
 }
