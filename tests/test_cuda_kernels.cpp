@@ -17,6 +17,7 @@
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
 #include "tests/support/expect_error.h"
+#include "tests/support/gradcheck.h"
 
 using namespace kiln;
 using kiln::testing::expect_error;
@@ -408,4 +409,33 @@ TEST(CudaKernels, AvgPool2dMatchesNaiveLoops) {
       expect_close(y.to_vector<double>(), want, dt);
     }
   }
+}
+
+// Gradients through the CUDA kernels (max_pool2d_backward, scatter_add as gather's
+// backward, gather as scatter_add's, index_select as index_add's, avg_pool2d): float64
+// inputs go to the GPU inside the checked function, so autograd runs there and the
+// finite differences check it.
+TEST(CudaKernels, GradcheckThroughTheCudaKernels) {
+  REQUIRE_CUDA();
+  using In = std::vector<Tensor>;
+  using kiln::testing::grad_input;
+  auto gpu = [](const Tensor& t) { return t.to(kGpu); };
+  const Tensor x = grad_input({2, 2, 7, 8});  // random values: no ties within a window
+  EXPECT_TRUE(kiln::testing::gradcheck(
+      [&](const In& t) { return max_pool2d(gpu(t[0]), {3, 3}, {2, 2}, {1, 1}).to(kCpu); }, {x}));
+  EXPECT_TRUE(kiln::testing::gradcheck(
+      [&](const In& t) { return max_pool2d(gpu(t[0]), {2, 2}, {1, 2}, {0, 1}, {2, 1}, true).to(kCpu); }, {x}));
+  EXPECT_TRUE(kiln::testing::gradcheck(
+      [&](const In& t) { return avg_pool2d(gpu(t[0]), {3, 3}, {2, 2}, {1, 1}, true, false).to(kCpu); }, {x}));
+  const Tensor gidx = tensor<int64_t>({0, 2, 2, 1, 0, 0}, {2, 3});
+  EXPECT_TRUE(kiln::testing::gradcheck([&](const In& t) { return gather(gpu(t[0]), 1, gpu(gidx)).to(kCpu); },
+                                       {grad_input({2, 4})}));
+  const Tensor sidx = tensor<int64_t>({0, 2, 2, 1}, {2, 2});
+  EXPECT_TRUE(kiln::testing::gradcheck(
+      [&](const In& t) { return scatter_add(gpu(t[0]), 1, gpu(sidx), gpu(t[1])).to(kCpu); },
+      {grad_input({2, 3}), grad_input({2, 2})}));
+  const Tensor idx = tensor<int64_t>({2, 0, 2});
+  EXPECT_TRUE(kiln::testing::gradcheck(
+      [&](const In& t) { return index_add(gpu(t[0]), 1, gpu(idx), gpu(t[1])).to(kCpu); },
+      {grad_input({2, 4}), grad_input({2, 3})}));
 }
