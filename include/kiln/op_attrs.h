@@ -30,6 +30,7 @@ struct Conv2dAttrs {
   std::array<int64_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1}, output_padding{0, 0};
   int64_t groups = 1;
   bool has_bias = false;
+  bool channels_last = false;  // every 4-d tensor of the call is NHWC (weights OHWI), else NCHW (OIHW)
 };
 struct Pool2dAttrs {
   std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};

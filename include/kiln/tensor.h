@@ -23,6 +23,13 @@ namespace kiln {
 struct AutogradMeta;  // src/autograd: grad, grad_fn, requires_grad
 class Generator;
 
+// How a tensor's elements are laid out in memory (PyTorch's torch.memory_format).
+// Contiguous: row-major. ChannelsLast: a 4-D [N, C, H, W] tensor stored as NHWC, strides
+// (H*W*C, 1, W*C, C). Preserve (clone, to, *_like): keep the source's strides when it is
+// dense and non-overlapping, else its permutation of dims (PyTorch's rules).
+enum class MemoryFormat { Contiguous, ChannelsLast, Preserve };
+const char* memory_format_name(MemoryFormat f);
+
 // dtype, device and requires_grad for factories: zeros({2, 3}, DType::Float64).
 struct TensorOptions {
   DType dtype_ = DType::Float32;
@@ -68,6 +75,12 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * element_size(); }
   Device device() const { return impl().storage->device(); }
   bool is_contiguous() const;
+  // Contiguous in that format; ChannelsLast is false for non-4-D tensors; Preserve throws.
+  bool is_contiguous(MemoryFormat fmt) const;
+  // ChannelsLast when the strides look like NHWC (PyTorch's rule, ambiguous size-1 cases
+  // are Contiguous), else Contiguous. Ops pick their output layout from it.
+  MemoryFormat suggest_memory_format() const;
+  bool is_non_overlapping_and_dense() const;
   const Storage& storage() const { return impl().storage; }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
   bool shares_storage(const Tensor& o) const { return storage() == o.storage(); }
@@ -105,14 +118,17 @@ class Tensor {
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor unflatten(int64_t dim, const Shape& sizes) const;
   Tensor as_strided(const Shape& shape, const Strides& strides, int64_t offset) const;
-  Tensor contiguous() const;                  // this tensor when already contiguous
+  Tensor contiguous(MemoryFormat fmt = MemoryFormat::Contiguous) const;  // this tensor when already so
   Tensor detach() const;                      // same data, no autograd history
 
   // ---- copies and conversion
-  Tensor clone() const;
+  // clone and to() keep the memory format (MemoryFormat::Preserve), as in PyTorch.
+  Tensor clone(MemoryFormat fmt = MemoryFormat::Preserve) const;
   Tensor to(DType dtype) const;               // this tensor when already of that dtype
   Tensor to(Device device, bool non_blocking = false) const;
   Tensor to(Device device, DType dtype) const;
+  // This tensor when it already suggests fmt (or fmt is Preserve), else clone(fmt).
+  Tensor to(MemoryFormat fmt) const;
   Tensor cpu() const { return to(kCpu); }
   Tensor cuda(int index = 0) const { return to(Device(DeviceType::Cuda, index)); }
   Tensor& copy_(const Tensor& src, bool non_blocking = false);  // broadcasts src, casts dtype, crosses devices
@@ -180,14 +196,17 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- factories (creation.cpp)
 Tensor empty(const Shape& shape, TensorOptions opts = {});
+Tensor empty(const Shape& shape, TensorOptions opts, MemoryFormat fmt);  // Preserve throws
 Tensor empty_strided(const Shape& shape, const Strides& strides, TensorOptions opts = {});
 Tensor zeros(const Shape& shape, TensorOptions opts = {});
 Tensor ones(const Shape& shape, TensorOptions opts = {});
 Tensor full(const Shape& shape, Scalar value, TensorOptions opts = {});
-Tensor empty_like(const Tensor& t);
-Tensor zeros_like(const Tensor& t);
-Tensor ones_like(const Tensor& t);
-Tensor full_like(const Tensor& t, Scalar value);
+// *_like keep t's memory format by default (PyTorch's MemoryFormat::Preserve).
+Tensor empty_like(const Tensor& t, MemoryFormat fmt = MemoryFormat::Preserve);
+Tensor empty_like(const Tensor& t, TensorOptions opts, MemoryFormat fmt = MemoryFormat::Preserve);
+Tensor zeros_like(const Tensor& t, MemoryFormat fmt = MemoryFormat::Preserve);
+Tensor ones_like(const Tensor& t, MemoryFormat fmt = MemoryFormat::Preserve);
+Tensor full_like(const Tensor& t, Scalar value, MemoryFormat fmt = MemoryFormat::Preserve);
 Tensor arange(Scalar end, TensorOptions opts = {});
 Tensor arange(Scalar start, Scalar end, Scalar step = 1, TensorOptions opts = {});
 Tensor linspace(double start, double end, int64_t steps, TensorOptions opts = {});

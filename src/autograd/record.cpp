@@ -123,7 +123,8 @@ void set_view_of_base_history(const Tensor& view, const Tensor& base) {
 void rebase_view_history(Tensor& view, const Tensor& base, const Tensor& r) {
   const Region region{view.shape(), view.strides(), view.offset() - base.offset()};
   auto slices = std::make_shared<FunctionNode>("CopySlices", std::vector<Tensor>{}, [region](BackwardCtx& c) {
-    Tensor g_base = c.grad().clone();
+    // region's strides are relative to a contiguous base.
+    Tensor g_base = c.grad().clone(MemoryFormat::Contiguous);
     Tensor g_r = c.needs(1) ? region.of(g_base).clone() : Tensor();
     region.of(g_base).fill_(0);
     return std::vector<Tensor>{g_base, g_r};

@@ -7,6 +7,7 @@
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
+#include "src/core/memory_format.h"
 
 namespace kiln {
 
@@ -32,15 +33,34 @@ Tensor random_tensor(OpId op, const Shape& shape, const TensorOptions& opts, Gen
 }
 }  // namespace
 
-Tensor empty(const Shape& shape, TensorOptions opts) {
-  check_shape("empty", shape);
+namespace {
+// A new tensor whose strides are dense (they cover exactly numel elements).
+Tensor empty_dense(const char* op, const Shape& shape, Strides strides, const TensorOptions& opts) {
+  check_shape(op, shape);
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<StorageImpl>(size_t(numel_of(shape)) * element_size(opts.dtype_),
                                                 opts.resolved_device());
   impl->shape = shape;
-  impl->strides = contiguous_strides(shape);
+  impl->strides = std::move(strides);
   impl->dtype = opts.dtype_;
   return finish(Tensor(std::move(impl)), opts);
+}
+}  // namespace
+
+Tensor empty(const Shape& shape, TensorOptions opts) {
+  return empty_dense("empty", shape, contiguous_strides(shape), opts);
+}
+
+Tensor empty(const Shape& shape, TensorOptions opts, MemoryFormat fmt) {
+  switch (fmt) {
+    case MemoryFormat::Contiguous: return empty(shape, opts);
+    case MemoryFormat::ChannelsLast:
+      KILN_CHECK(shape.size() == 4, "empty", "required rank 4 tensor to use channels_last format, got shape ",
+                 shape_str(shape));
+      return empty_dense("empty", shape, channels_last_strides(shape), opts);
+    case MemoryFormat::Preserve: break;
+  }
+  KILN_FAIL("empty", "preserve_format needs a source tensor; use empty_like");
 }
 
 Tensor empty_strided(const Shape& shape, const Strides& strides, TensorOptions opts) {
@@ -60,10 +80,20 @@ Tensor full(const Shape& shape, Scalar value, TensorOptions opts) {
 }
 Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0, opts); }
 Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1, opts); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), TensorOptions(t.dtype()).device(t.device())); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), TensorOptions(t.dtype()).device(t.device())); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), TensorOptions(t.dtype()).device(t.device())); }
-Tensor full_like(const Tensor& t, Scalar v) { return full(t.shape(), v, TensorOptions(t.dtype()).device(t.device())); }
+Tensor empty_like(const Tensor& t, TensorOptions opts, MemoryFormat fmt) {
+  if (fmt != MemoryFormat::Preserve) return empty(t.shape(), opts, fmt);
+  return empty_dense("empty_like", t.shape(), preserved_strides(t), opts);
+}
+Tensor empty_like(const Tensor& t, MemoryFormat fmt) {
+  return empty_like(t, TensorOptions(t.dtype()).device(t.device()), fmt);
+}
+Tensor full_like(const Tensor& t, Scalar v, MemoryFormat fmt) {
+  Tensor out = empty_like(t, fmt);
+  out.fill_(v);
+  return out;
+}
+Tensor zeros_like(const Tensor& t, MemoryFormat fmt) { return full_like(t, 0, fmt); }
+Tensor ones_like(const Tensor& t, MemoryFormat fmt) { return full_like(t, 1, fmt); }
 
 Tensor arange(Scalar end, TensorOptions opts) { return arange(0, end, 1, opts); }
 

@@ -136,7 +136,7 @@ void dispatch(OpId op, DType key, std::span<const Tensor> inputs, std::span<Tens
   in.reserve(inputs.size());
   out.reserve(outputs.size());
   for (const Tensor& t : inputs) in.push_back(t.detach().to(exec));
-  for (const Tensor& t : outputs) out.push_back(t.detach().to(exec).contiguous());
+  for (const Tensor& t : outputs) out.push_back(t.detach().to(exec));  // keeps a dense layout (channels-last)
   run_kernel(k, op, exec, in, out, attrs);
   for (size_t i = 0; i < outputs.size(); ++i) {
     Tensor dst = outputs[i].detach();

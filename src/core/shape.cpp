@@ -22,6 +22,17 @@ Strides contiguous_strides(const Shape& shape) {
   return st;
 }
 
+Strides channels_last_strides(const Shape& shape) {
+  KILN_CHECK(shape.size() == 4, "channels_last", "required rank 4 tensor to use channels_last format, got shape ",
+             shape_str(shape));
+  Strides st(4);
+  st[1] = 1;
+  st[3] = shape[1];
+  st[2] = st[3] * shape[3];
+  st[0] = st[2] * shape[2];
+  return st;
+}
+
 std::string shape_str(const Shape& shape) {
   std::ostringstream os;
   os << '[';

@@ -8,6 +8,7 @@
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
 #include "src/autograd/record.h"
+#include "src/core/memory_format.h"
 
 namespace kiln {
 
@@ -27,13 +28,16 @@ void copy_bytes_across(const Tensor& dst, const Tensor& src, bool non_blocking) 
 }
 }  // namespace
 
-Tensor Tensor::contiguous() const {
-  if (is_contiguous()) return *this;
-  return clone();
+Tensor Tensor::contiguous(MemoryFormat fmt) const {
+  KILN_CHECK(fmt != MemoryFormat::Preserve, "contiguous", "preserve_format is not supported by contiguous()");
+  if (is_contiguous(fmt)) return *this;
+  KILN_CHECK(fmt != MemoryFormat::ChannelsLast || dim() == 4, "contiguous",
+             "required rank 4 tensor to use channels_last format, got shape ", shape_str(shape()));
+  return clone(fmt);
 }
 
-Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), TensorOptions(dtype()).device(device()));
+Tensor Tensor::clone(MemoryFormat fmt) const {
+  Tensor out = empty_like(*this, fmt);
   Tensor src = detach();
   out.copy_(src);
   return autograd::record_copy(out, *this);
@@ -41,16 +45,24 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType t) const {
   if (t == dtype()) return *this;
-  Tensor out = empty(shape(), TensorOptions(t).device(device()));
+  Tensor out = empty_like(*this, TensorOptions(t).device(device()));
   out.copy_(detach());
   return autograd::record_copy(out, *this);
 }
 
 Tensor Tensor::to(Device d, bool non_blocking) const {
   if (d == device()) return *this;
-  Tensor out = empty(shape(), TensorOptions(dtype()).device(d));
+  Tensor out = empty_like(*this, TensorOptions(dtype()).device(d));
   out.copy_(detach(), non_blocking);
   return autograd::record_copy(out, *this);
+}
+
+// PyTorch's rule: no copy when the tensor already suggests fmt (so a transposed matrix
+// stays as it is under to(Contiguous)); otherwise a copy in fmt, which, unlike
+// contiguous(fmt), also restrides ambiguous size-1 dims.
+Tensor Tensor::to(MemoryFormat fmt) const {
+  if (fmt == MemoryFormat::Preserve || suggest_memory_format() == fmt) return *this;
+  return clone(fmt);
 }
 
 Tensor Tensor::to(Device d, DType t) const { return to(d).to(t); }
@@ -70,10 +82,12 @@ Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
     Tensor out[] = {*this};
     dispatch(OpId::Copy, in, out);
   } else {
-    // Make the source contiguous and of our dtype on its own device, move the bytes,
-    // then scatter into our strides if we are not contiguous.
-    const Tensor packed = s.contiguous().to(dtype());
-    if (is_contiguous()) {
+    // Make the source dense in our layout and of our dtype on its own device, move the
+    // bytes, then scatter into our strides if they are not dense.
+    const bool same_dense_layout =
+        s.strides() == strides() && is_non_overlapping_and_dense() && s.is_non_overlapping_and_dense();
+    const Tensor packed = same_dense_layout ? s.to(dtype()) : s.contiguous().to(dtype());
+    if (same_dense_layout || is_contiguous()) {
       copy_bytes_across(*this, packed, non_blocking);
     } else {
       Tensor staging = empty(shape(), TensorOptions(dtype()).device(device()));

@@ -1,7 +1,8 @@
 // CPU kernels: conv2d forward, backward data, backward weights (+ bias) and
 // conv_transpose2d. float32/bfloat16 run oneDNN primitives in its preferred (blocked)
-// layouts, reordering from and to NCHW; float16 goes through float32 where oneDNN lacks
-// it; float64 (and any case oneDNN rejects) uses plain OpenMP loops.
+// layouts, reordering from and to the tensors' layout (NCHW/OIHW, or NHWC/OHWI when
+// Conv2dAttrs::channels_last); float16 goes through float32 where oneDNN lacks it;
+// float64 (and any case oneDNN rejects) uses plain OpenMP loops over NCHW copies.
 //
 // conv_transpose2d is the backward-data pass of the convolution whose input is its
 // output, so both share one path; its bias is added afterwards.
@@ -26,10 +27,12 @@ enum class Pass { Forward, BackwardData, BackwardWeights };
 struct Geom {
   int64_t n, c, h, w, o, oh, ow, kh, kw, g;
   std::array<int64_t, 2> s, p, d, pr;  // pr: bottom/right padding that makes the sizes exact (oneDNN's rule)
+  bool cl;                             // tensors are NHWC / weights OHWI
 };
 
 Geom geometry(const Shape& x, const Shape& wt, const Shape& y, const Conv2dAttrs& a) {
-  Geom q{x[0], x[1], x[2], x[3], wt[0], y[2], y[3], wt[2], wt[3], a.groups, a.stride, a.padding, a.dilation, {}};
+  Geom q{x[0], x[1], x[2], x[3], wt[0], y[2], y[3], wt[2], wt[3], a.groups, a.stride, a.padding, a.dilation, {},
+         a.channels_last};
   const int64_t in[2] = {q.h, q.w}, out[2] = {q.oh, q.ow}, k[2] = {q.kh, q.kw};
   for (int i = 0; i < 2; ++i) q.pr[size_t(i)] = (out[i] - 1) * q.s[size_t(i)] + (k[i] - 1) * q.d[size_t(i)] + 1 - in[i] - q.p[size_t(i)];
   return q;
@@ -52,8 +55,14 @@ struct ConvPrimitive {
 };
 
 dnnl::memory::desc weights_md(const Geom& q, dnnl::memory::data_type dt, bool any) {
+  const int64_t og = q.o / q.g, cg = q.c / q.g;
+  if (q.cl && !any) {  // OHWI: [o][kh][kw][c/g], seen as [g][o/g][c/g][kh][kw] when grouped
+    const int64_t so = q.kh * q.kw * cg, sc = 1, sh = q.kw * cg, sw = cg;
+    if (q.g == 1) return dnnl::memory::desc(dims{q.o, q.c, q.kh, q.kw}, dt, dims{so, sc, sh, sw});
+    return dnnl::memory::desc(dims{q.g, og, cg, q.kh, q.kw}, dt, dims{og * so, so, sc, sh, sw});
+  }
   if (q.g == 1) return dnnl::memory::desc(dims{q.o, q.c, q.kh, q.kw}, dt, any ? tag::any : tag::oihw);
-  return dnnl::memory::desc(dims{q.g, q.o / q.g, q.c / q.g, q.kh, q.kw}, dt, any ? tag::any : tag::goihw);
+  return dnnl::memory::desc(dims{q.g, og, cg, q.kh, q.kw}, dt, any ? tag::any : tag::goihw);
 }
 
 void add_arg(ConvPrimitive& p, int id, int tensor, bool output, const dnnl::memory::desc& user,
@@ -70,7 +79,8 @@ void add_arg(ConvPrimitive& p, int id, int tensor, bool output, const dnnl::memo
 ConvPrimitive build(Pass pass, const Geom& q, dnnl::memory::data_type dt, bool bias) {
   ConvPrimitive p;
   const dnnl::memory::desc x_any(dims{q.n, q.c, q.h, q.w}, dt, tag::any), y_any(dims{q.n, q.o, q.oh, q.ow}, dt, tag::any);
-  const dnnl::memory::desc x_user(dims{q.n, q.c, q.h, q.w}, dt, tag::nchw), y_user(dims{q.n, q.o, q.oh, q.ow}, dt, tag::nchw);
+  const tag act = q.cl ? tag::nhwc : tag::nchw;
+  const dnnl::memory::desc x_user(dims{q.n, q.c, q.h, q.w}, dt, act), y_user(dims{q.n, q.o, q.oh, q.ow}, dt, act);
   const dnnl::memory::desc w_any = weights_md(q, dt, true), w_user = weights_md(q, dt, false);
   const dnnl::memory::desc b_md = bias ? dnnl::memory::desc(dims{q.o}, dt, tag::x) : dnnl::memory::desc();
   const dims strides{q.s[0], q.s[1]}, dil{q.d[0] - 1, q.d[1] - 1}, pl{q.p[0], q.p[1]}, pr{q.pr[0], q.pr[1]};
@@ -129,7 +139,7 @@ bool run_dnnl(Pass pass, const Geom& q, const std::vector<Tensor>& tensors, bool
   if (!dt) return false;
   du::KeyBuilder key;
   key << "conv" << int(pass) << int(*dt) << bias << q.n << q.c << q.h << q.w << q.o << q.oh << q.ow << q.kh << q.kw
-      << q.g << q.s[0] << q.s[1] << q.p[0] << q.p[1] << q.d[0] << q.d[1] << q.pr[0] << q.pr[1];
+      << q.g << q.s[0] << q.s[1] << q.p[0] << q.p[1] << q.d[0] << q.d[1] << q.pr[0] << q.pr[1] << q.cl;
   auto entry = du::primitive_cache().get<ConvPrimitive>(key.str(), [&] { return build(pass, q, *dt, bias); });
   if (!entry->prim) return false;
   auto& strm = du::stream();
@@ -253,22 +263,38 @@ void run_loops(Pass pass, const Geom& q, const std::vector<Tensor>& t, bool bias
   }
 }
 
-// tensors: the pass's inputs then outputs (see build()); all contiguous, one dtype.
+size_t output_count(Pass pass, bool bias) { return (pass == Pass::BackwardWeights && bias) ? 2 : 1; }
+
+// Runs the pass on copies of t made by `convert`, then copies the outputs back.
+template <typename F>
+void run_on_copies(Pass pass, const Geom& q, const std::vector<Tensor>& t, bool bias, F convert);
+
+// tensors: the pass's inputs then outputs (see build()); all contiguous in q's layout, one dtype.
 void run_pass(Pass pass, const Geom& q, const std::vector<Tensor>& t, bool bias) {
   const DType dt = t[0].dtype();
   if ((dt == DType::Float32 || dt == DType::BFloat16 || dt == DType::Float16) && run_dnnl(pass, q, t, bias)) return;
-  if (dt == DType::Float16 || dt == DType::BFloat16) {  // compute in float32, round once
-    std::vector<Tensor> t32;
-    for (const Tensor& x : t) t32.push_back(x.to(DType::Float32).contiguous());
-    run_pass(pass, q, t32, bias);
-    const size_t n_out = (pass == Pass::BackwardWeights && bias) ? 2 : 1;
-    for (size_t i = t.size() - n_out; i < t.size(); ++i) {
-      Tensor dst = t[i];
-      dst.copy_(t32[i]);
-    }
+  if (dt == DType::Float16 || dt == DType::BFloat16) {  // compute in float32 (same layout), round once
+    run_on_copies(pass, q, t, bias, [](const Tensor& x) { return x.to(DType::Float32); });
+    return;
+  }
+  if (q.cl) {  // the loops index NCHW
+    Geom nchw = q;
+    nchw.cl = false;
+    run_on_copies(pass, nchw, t, bias, [](const Tensor& x) { return x.contiguous(); });
     return;
   }
   KILN_DISPATCH_FLOATING(dt, "conv2d", [&]<typename T>() { run_loops<T>(pass, q, t, bias); });
+}
+
+template <typename F>
+void run_on_copies(Pass pass, const Geom& q, const std::vector<Tensor>& t, bool bias, F convert) {
+  std::vector<Tensor> copies;
+  for (const Tensor& x : t) copies.push_back(convert(x));
+  run_pass(pass, q, copies, bias);
+  for (size_t i = t.size() - output_count(pass, bias); i < t.size(); ++i) {
+    Tensor dst = t[i];
+    if (!dst.is_same(copies[i])) dst.copy_(copies[i]);
+  }
 }
 
 // ------------------------------------------------------------------ kernels
@@ -300,12 +326,19 @@ void conv2d_backward_weight_kernel(const KernelArgs& a) {
   run_pass(Pass::BackwardWeights, q, gather(a), at.has_bias);
 }
 
-// y[n, c, :, :] += bias[c]
+// y[n, c, :, :] += bias[c]; y is NCHW, or NHWC when channels_last.
 template <typename T>
-void add_channel_bias(const Tensor& y, const Tensor& bias) {
-  const int64_t planes = y.shape()[0] * y.shape()[1], c = y.shape()[1], hw = y.shape()[2] * y.shape()[3];
+void add_channel_bias(const Tensor& y, const Tensor& bias, bool channels_last) {
+  const int64_t c = y.shape()[1], hw = y.shape()[2] * y.shape()[3];
   T* py = y.data<T>();
   const T* pb = bias.data<T>();
+  if (channels_last) {
+#pragma omp parallel for
+    for (int64_t p = 0; p < y.shape()[0] * hw; ++p)
+      for (int64_t k = 0; k < c; ++k) py[p * c + k] = T(static_cast<compute_t<T>>(py[p * c + k]) + static_cast<compute_t<T>>(pb[k]));
+    return;
+  }
+  const int64_t planes = y.shape()[0] * c;
 #pragma omp parallel for
   for (int64_t p = 0; p < planes; ++p) {
     const auto bv = static_cast<compute_t<T>>(pb[p % c]);
@@ -321,7 +354,7 @@ void conv_transpose2d_kernel(const KernelArgs& a) {
   const Geom q = geometry(y.shape(), w.shape(), x.shape(), at);
   run_pass(Pass::BackwardData, q, {x, w, y}, false);
   if (!at.has_bias) return;
-  KILN_DISPATCH_FLOATING(y.dtype(), "conv_transpose2d", [&]<typename T>() { add_channel_bias<T>(y, a.inputs[2]); });
+  KILN_DISPATCH_FLOATING(y.dtype(), "conv_transpose2d", [&]<typename T>() { add_channel_bias<T>(y, a.inputs[2], at.channels_last); });
 }
 }  // namespace
 

@@ -1,7 +1,8 @@
 // CUDA convolutions through cuDNN 9 (the convolution API): conv2d forward, its backward
 // data and weight, and conv_transpose2d (the backward data of the convolution whose
 // filter is the transposed conv's weight [Cin, Cout/g, kh, kw]). Tensors are NCHW
-// contiguous. float32 runs without TF32 (as PyTorch's default for cuDNN), float16 and
+// contiguous, or NHWC contiguous (filters KRSC) when Conv2dAttrs::channels_last: then
+// cuDNN gets NHWC descriptors and works on the channels-last data in place. float32 runs without TF32 (as PyTorch's default for cuDNN), float16 and
 // bfloat16 on tensor cores with float accumulation, float64 in double. The algorithm of
 // each shape is chosen once by timing every candidate (like torch.backends.cudnn.benchmark)
 // and cached; workspace comes from the caching allocator.
@@ -70,9 +71,11 @@ void make_descs(Descs& d, DType dt, const Shape& x, const Shape& w, const Shape&
   KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&d.y), op);
   KILN_DNN_CHECK(cudnnCreateFilterDescriptor(&d.w), op);
   KILN_DNN_CHECK(cudnnCreateConvolutionDescriptor(&d.conv), op);
-  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NCHW, t, int(x[0]), int(x[1]), int(x[2]), int(x[3])), op);
-  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NCHW, t, int(y[0]), int(y[1]), int(y[2]), int(y[3])), op);
-  KILN_DNN_CHECK(cudnnSetFilter4dDescriptor(d.w, t, CUDNN_TENSOR_NCHW, int(w[0]), int(w[1]), int(w[2]), int(w[3])), op);
+  // Dims are always given as N, C, H, W; the format says how they are laid out.
+  const cudnnTensorFormat_t fmt = a.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.x, fmt, t, int(x[0]), int(x[1]), int(x[2]), int(x[3])), op);
+  KILN_DNN_CHECK(cudnnSetTensor4dDescriptor(d.y, fmt, t, int(y[0]), int(y[1]), int(y[2]), int(y[3])), op);
+  KILN_DNN_CHECK(cudnnSetFilter4dDescriptor(d.w, t, fmt, int(w[0]), int(w[1]), int(w[2]), int(w[3])), op);
   const cudnnDataType_t acc = dt == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   KILN_DNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, int(a.padding[0]), int(a.padding[1]), int(a.stride[0]),
                                                  int(a.stride[1]), int(a.dilation[0]), int(a.dilation[1]),
@@ -98,7 +101,8 @@ std::map<Key, Choice> g_choices;
 
 std::string attrs_key(const Conv2dAttrs& a) {
   std::string s;
-  for (int64_t v : {a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1], a.groups})
+  for (int64_t v : {a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1], a.groups,
+                    int64_t(a.channels_last)})
     s += std::to_string(v) + ",";
   return s;
 }

@@ -1,5 +1,7 @@
 // Front ends of conv2d, conv_transpose2d and the conv backward ops: validation naming
-// the op and shapes, PyTorch's output-size formulas, NCHW-contiguous kernel inputs.
+// the op and shapes, PyTorch's output-size formulas, and the memory format: kernels get
+// every 4-d tensor either NCHW-contiguous or, when an operand is channels-last (PyTorch's
+// rule, conv_memory_format), NHWC-contiguous, with the output allocated the same way.
 #include <string>
 
 #include "kiln/op_attrs.h"
@@ -73,10 +75,12 @@ void check_bias(const char* op, const Tensor& bias, int64_t channels, const Tens
              "], got ", shape_str(bias.shape()), " (weight ", shape_str(w.shape()), ")");
 }
 
-// Runs a conv op whose result might be empty or have no input channels to sum over.
+// Runs a conv op (in: two 4-d tensors) whose result might be empty or have no input
+// channels to sum over.
 Tensor run(OpId op, std::vector<Tensor> in, const Shape& out_shape, const Tensor& bias, Conv2dAttrs attrs,
            int64_t reduce_size) {
-  Tensor y = empty(out_shape, TensorOptions(in[0].dtype()).device(in[0].device()));
+  const MemoryFormat fmt = conv_memory_format(in[0], in[1]);
+  Tensor y = empty(out_shape, TensorOptions(in[0].dtype()).device(in[0].device()), fmt);
   if (y.numel() == 0) return y;
   if (reduce_size == 0) {  // nothing to sum: bias only
     y.zero_();
@@ -84,13 +88,20 @@ Tensor run(OpId op, std::vector<Tensor> in, const Shape& out_shape, const Tensor
     return y;
   }
   attrs.has_bias = bias.defined();
-  for (Tensor& t : in) t = t.contiguous();
+  attrs.channels_last = fmt == MemoryFormat::ChannelsLast;
+  for (Tensor& t : in) t = t.contiguous(fmt);
   if (bias.defined()) in.push_back(bias.contiguous());
   Tensor outs[] = {y};
   dispatch(op, in[0].dtype(), in, outs, &attrs);
   return y;
 }
 }  // namespace
+
+MemoryFormat conv_memory_format(const Tensor& a, const Tensor& b) {
+  const bool cl = a.suggest_memory_format() == MemoryFormat::ChannelsLast ||
+                  (b.defined() && b.suggest_memory_format() == MemoryFormat::ChannelsLast);
+  return cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+}
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding, Pair dilation,
               int64_t groups) {
@@ -175,7 +186,8 @@ Conv2dWeightGrads conv2d_backward_weight(const Tensor& grad_out, const Tensor& x
   KILN_CHECK(y_shape == grad_out.shape(), op, "grad_output of shape ", shape_str(grad_out.shape()),
              " does not match the convolution's output shape ", shape_str(y_shape));
   const TensorOptions opts = TensorOptions(x.dtype()).device(x.device());
-  Conv2dWeightGrads g{empty(weight_shape, opts), bias_grad ? empty({weight_shape[0]}, opts) : Tensor()};
+  const MemoryFormat fmt = conv_memory_format(grad_out, x);
+  Conv2dWeightGrads g{empty(weight_shape, opts, fmt), bias_grad ? empty({weight_shape[0]}, opts) : Tensor()};
   if (g.weight.numel() == 0 && !bias_grad) return g;
   if (grad_out.numel() == 0) {  // nothing to sum
     g.weight.zero_();
@@ -183,7 +195,8 @@ Conv2dWeightGrads conv2d_backward_weight(const Tensor& grad_out, const Tensor& x
     return g;
   }
   attrs.has_bias = bias_grad;
-  const Tensor in[] = {grad_out.contiguous(), x.contiguous()};
+  attrs.channels_last = fmt == MemoryFormat::ChannelsLast;
+  const Tensor in[] = {grad_out.contiguous(fmt), x.contiguous(fmt)};
   std::vector<Tensor> outs{g.weight};
   if (bias_grad) outs.push_back(g.bias);
   dispatch(OpId::Conv2dBackwardWeight, x.dtype(), in, outs, &attrs);

@@ -1,5 +1,7 @@
 // Front ends of batch_norm and layer_norm, forward and backward. Absent weight/bias are
 // passed to the kernels as ones/zeros so that the kernel contract has no optional inputs.
+// batch_norm's kernels work on NCHW: a channels-last input is made contiguous for them,
+// and its output and grad_input are channels-last again (PyTorch's layout; FormattedOutput).
 #include "kiln/op_attrs.h"
 #include "kiln/ops_nn_backward.h"
 #include "src/autograd/record.h"
@@ -40,10 +42,11 @@ BatchNormResult bn_train(const Tensor& x, const Tensor& weight, const Tensor& bi
   const bool running = running_mean.defined();
   BatchNormAttrs attrs{true, momentum, eps, weight.defined(), bias.defined(), running};
   const Device dev = x.device();
-  BatchNormResult r{detail::new_output(x.shape(), x.dtype(), dev), detail::new_output({c}, acc_dtype(x.dtype()), dev),
+  detail::FormattedOutput y(x.shape(), x.dtype(), dev, x.suggest_memory_format());
+  BatchNormResult r{y.result, detail::new_output({c}, acc_dtype(x.dtype()), dev),
                     detail::new_output({c}, acc_dtype(x.dtype()), dev)};
   const Tensor in[] = {x.contiguous(), param_or(weight, 1.0, x), param_or(bias, 0.0, x)};
-  std::vector<Tensor> outs{r.output, r.batch_mean, r.batch_invstd};
+  std::vector<Tensor> outs{y.kernel, r.batch_mean, r.batch_invstd};
   Tensor rm, rv;
   if (running) {
     rm = running_mean.is_contiguous() ? running_mean : running_mean.contiguous();
@@ -52,6 +55,7 @@ BatchNormResult bn_train(const Tensor& x, const Tensor& weight, const Tensor& bi
     outs.push_back(rv);
   }
   dispatch(OpId::BatchNorm, x.dtype(), in, outs, &attrs);
+  y.finish();
   if (running) {
     if (!rm.is_same(running_mean)) running_mean.copy_(rm);
     if (!rv.is_same(running_var)) running_var.copy_(rv);
@@ -79,13 +83,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   if (training) return bn_train(x, weight, bias, running_mean, running_var, momentum, eps).output;
 
   BatchNormAttrs attrs{false, momentum, eps, weight.defined(), bias.defined(), true};
-  Tensor y = detail::new_output(x.shape(), x.dtype(), x.device());
+  detail::FormattedOutput y(x.shape(), x.dtype(), x.device(), x.suggest_memory_format());
   const Tensor in[] = {x.contiguous(), param_or(weight, 1.0, x), param_or(bias, 0.0, x), running_mean.contiguous(),
                        running_var.contiguous()};
-  Tensor outs[] = {y};
+  Tensor outs[] = {y.kernel};
   dispatch(OpId::BatchNorm, x.dtype(), in, outs, &attrs);
-  autograd::record_batch_norm(y, x, weight, bias, running_mean, running_var, false, eps);
-  return y;
+  y.finish();
+  autograd::record_batch_norm(y.result, x, weight, bias, running_mean, running_var, false, eps);
+  return y.result;
 }
 
 BatchNormResult batch_norm_train(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
@@ -110,13 +115,15 @@ Grads3 batch_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& we
   check_channel_param(op, mean, "mean", x, c);
   check_channel_param(op, invstd, "invstd", x, c);
   const Device dev = x.device();
-  Grads3 g{detail::new_output(x.shape(), x.dtype(), dev), detail::new_output({c}, acc_dtype(x.dtype()), dev),
+  detail::FormattedOutput gx(x.shape(), x.dtype(), dev, x.suggest_memory_format());
+  Grads3 g{gx.result, detail::new_output({c}, acc_dtype(x.dtype()), dev),
            detail::new_output({c}, acc_dtype(x.dtype()), dev)};
   BatchNormAttrs attrs{training, 0.1, 0.0, weight.defined(), false, false};
   const Tensor in[] = {grad.to(x.dtype()).contiguous(), x.contiguous(), param_or(weight, 1.0, x), mean.contiguous(),
                        invstd.contiguous()};
-  Tensor outs[] = {g.grad_input, g.grad_weight, g.grad_bias};
+  Tensor outs[] = {gx.kernel, g.grad_weight, g.grad_bias};
   dispatch(OpId::BatchNormBackward, x.dtype(), in, outs, &attrs);
+  gx.finish();
   return g;
 }
 

@@ -48,6 +48,21 @@ inline Tensor new_output(const Shape& shape, DType dtype, Device device) {
   return empty(shape, TensorOptions(dtype).device(device));
 }
 
+// The output of an op whose kernels write NCHW only (pooling, batch_norm) while its result
+// keeps a channels-last input's layout, as in PyTorch: the kernel writes `kernel` (result
+// itself when that is contiguous) and finish() copies it into `result`. That costs one
+// copy per channels-last output (and the input's .contiguous() another); NHWC kernels
+// would avoid both.
+struct FormattedOutput {
+  Tensor result, kernel;
+  FormattedOutput(const Shape& shape, DType dtype, Device device, MemoryFormat fmt)
+      : result(empty(shape, TensorOptions(dtype).device(device), shape.size() == 4 ? fmt : MemoryFormat::Contiguous)),
+        kernel(result.is_contiguous() ? result : empty(shape, TensorOptions(dtype).device(device))) {}
+  void finish() {
+    if (!kernel.is_same(result)) result.copy_(kernel);
+  }
+};
+
 // A 0-d tensor holding s for an op with tensor t: PyTorch's rule for a Python number
 // operand (it does not widen the tensor's dtype within a category).
 inline Tensor wrap_scalar(const Tensor& t, Scalar s) {

@@ -1,7 +1,10 @@
 // Front ends of max_pool2d, avg_pool2d, adaptive_avg_pool2d and their backward ops:
 // PyTorch's checks (kernel/stride/padding/dilation, padding at most half the kernel,
 // output size at least 1) and output-size formula, with ceil_mode. Unbatched [C, H, W]
-// inputs are accepted like PyTorch's.
+// inputs are accepted like PyTorch's. The kernels work on NCHW: a channels-last input is
+// made contiguous for them and the forward outputs are channels-last again (PyTorch's
+// layout; FormattedOutput); the backward ops return contiguous gradients.
+#include <optional>
 #include <string>
 
 #include "kiln/op_attrs.h"
@@ -73,14 +76,19 @@ std::pair<Tensor, Tensor> max_pool(const char* op, const Tensor& x, Pair kernel,
   detail::check_floating(op, x);
   Pool2dAttrs attrs;
   const Shape y_shape = pool_output_shape(op, x4.shape(), kernel, stride, padding, dilation, ceil_mode, attrs);
-  Tensor y = empty(y_shape, TensorOptions(x.dtype()).device(x.device()));
+  const MemoryFormat fmt = x4.suggest_memory_format();
+  detail::FormattedOutput y_out(y_shape, x.dtype(), x.device(), fmt);
   const bool keep_idx = with_indices || autograd::should_record({&x});  // the backward needs the indices
-  Tensor idx = keep_idx ? empty(y_shape, TensorOptions(DType::Int64).device(x.device())) : Tensor();
+  std::optional<detail::FormattedOutput> idx_out;
+  if (keep_idx) idx_out.emplace(y_shape, DType::Int64, x.device(), fmt);
+  const Tensor y = y_out.result, idx = keep_idx ? idx_out->result : Tensor();
   if (y.numel() > 0) {
     const Tensor in[] = {x4.contiguous()};
-    std::vector<Tensor> outs{y};
-    if (keep_idx) outs.push_back(idx);
+    std::vector<Tensor> outs{y_out.kernel};
+    if (keep_idx) outs.push_back(idx_out->kernel);
     dispatch(OpId::MaxPool2d, x.dtype(), in, outs, &attrs);
+    y_out.finish();
+    if (keep_idx) idx_out->finish();
     autograd::record_max_pool2d(y, idx, x4);
   }
   const bool unb = x.dim() == 3;
@@ -128,11 +136,13 @@ Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool 
   Pool2dAttrs attrs;
   attrs.count_include_pad = count_include_pad;
   const Shape y_shape = pool_output_shape(op, x4.shape(), kernel, stride, padding, {1, 1}, ceil_mode, attrs);
-  Tensor y = empty(y_shape, TensorOptions(x.dtype()).device(x.device()));
+  detail::FormattedOutput y_out(y_shape, x.dtype(), x.device(), x4.suggest_memory_format());
+  const Tensor y = y_out.result;
   if (y.numel() > 0) {
     const Tensor in[] = {x4.contiguous()};
-    Tensor outs[] = {y};
+    Tensor outs[] = {y_out.kernel};
     dispatch(OpId::AvgPool2d, x.dtype(), in, outs, &attrs);
+    y_out.finish();
     autograd::record_avg_pool2d(y, x4, kernel, stride, padding, ceil_mode, count_include_pad);
   }
   return unbatch(y, x.dim() == 3);
@@ -147,12 +157,14 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {
              pair_str(output_size));
   KILN_CHECK(x4.shape()[2] > 0 && x4.shape()[3] > 0, op, "expected non-empty spatial dims, got input shape ",
              shape_str(x.shape()));
-  Tensor y = empty({x4.shape()[0], x4.shape()[1], output_size[0], output_size[1]},
-                   TensorOptions(x.dtype()).device(x.device()));
+  detail::FormattedOutput y_out({x4.shape()[0], x4.shape()[1], output_size[0], output_size[1]}, x.dtype(),
+                                 x.device(), x4.suggest_memory_format());
+  const Tensor y = y_out.result;
   if (y.numel() > 0) {
     const Tensor in[] = {x4.contiguous()};
-    Tensor outs[] = {y};
+    Tensor outs[] = {y_out.kernel};
     dispatch(OpId::AdaptiveAvgPool2d, x.dtype(), in, outs);
+    y_out.finish();
     autograd::record_adaptive_avg_pool2d(y, x4);
   }
   return unbatch(y, x.dim() == 3);
