@@ -1,9 +1,10 @@
 // CUDA pooling over NCHW contiguous planes: max_pool2d (+ int64 indices, flat h * W + w in
 // the plane; the first maximum wins, NaN beats everything, padding never does),
 // avg_pool2d (PyTorch's divisor rules), adaptive_avg_pool2d, and their backward ops.
-// max_pool2d forward and backward work on bands of a plane in shared memory (below);
-// otherwise, forward: one thread per output; backward: each output's gradient is scattered
-// with atomics into a float32 (float64) buffer, converted to the gradient's dtype at the end.
+// max_pool2d (forward and backward) and avg_pool2d (forward) work on bands of a plane in
+// shared memory (below); otherwise, and for the other ops, forward: one thread per output;
+// backward: each output's gradient is scattered with atomics into a float32 (float64)
+// buffer, converted to the gradient's dtype at the end.
 #include <cmath>
 
 #include "kiln/op_attrs.h"
