@@ -1,6 +1,7 @@
 // ResNet-style 3x3 conv2d (N8 C64 56x56 -> 64, padding 1), float32: kiln::conv2d against
 // a bare oneDNN convolution doing the same work from the same NCHW buffers (primitive
-// in oneDNN's preferred layout, reorders in and out, as kiln does), in one binary.
+// in oneDNN's preferred layout, reorders in and out, as kiln does), in one binary; and
+// kiln's channels-last (NHWC) path on the same layer.
 #include <benchmark/benchmark.h>
 #include <dnnl.hpp>
 
@@ -59,6 +60,20 @@ void BM_kiln_conv2d(benchmark::State& st) {
   set_flops(st);
 }
 BENCHMARK(BM_kiln_conv2d)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same layer channels-last: input and weight NHWC, output NHWC, oneDNN with nhwc
+// user layouts.
+void BM_kiln_conv2d_channels_last(benchmark::State& st) {
+  const auto cl = kiln::MemoryFormat::ChannelsLast;
+  kiln::Tensor x = kiln::full({N, C, H, W}, 0.5).to(cl), w = kiln::full({O, C, K, K}, 0.25).to(cl),
+               b = kiln::full({O}, 0.1);
+  for (auto _ : st) {
+    kiln::Tensor y = kiln::conv2d(x, w, b, {1, 1}, {1, 1});
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  set_flops(st);
+}
+BENCHMARK(BM_kiln_conv2d_channels_last)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The two backward passes of the same layer (a training step runs forward + both).
 void BM_kiln_conv2d_backward_input(benchmark::State& st) {

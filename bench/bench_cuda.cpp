@@ -88,6 +88,17 @@ void BM_conv2d_3x3(benchmark::State& st, DType dt) {
 BENCHMARK_CAPTURE(BM_conv2d_3x3, fp32, DType::Float32)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_conv2d_3x3, bf16, DType::BFloat16)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// The same convolution channels-last (input and weight NHWC, as pytorch_peer.py's NHWC row).
+void BM_conv2d_3x3_nhwc(benchmark::State& st, DType dt) {
+  if (!have_gpu(st)) return;
+  const Tensor x = randn({64, 256, 56, 56}, gpu()).to(dt).to(MemoryFormat::ChannelsLast),
+               w = randn({256, 256, 3, 3}, gpu()).to(dt).to(MemoryFormat::ChannelsLast);
+  run(st, [&] { benchmark::DoNotOptimize(conv2d(x, w, Tensor(), {1, 1}, {1, 1})); });
+  rate(st, 0, 2.0 * 64 * 256 * 56 * 56 * 256 * 9);
+}
+BENCHMARK_CAPTURE(BM_conv2d_3x3_nhwc, fp32, DType::Float32)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_conv2d_3x3_nhwc, bf16, DType::BFloat16)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 void BM_max_pool2d_3x3s2(benchmark::State& st) {
   if (!have_gpu(st)) return;
   const Tensor x = randn({64, 64, 112, 112}, gpu());

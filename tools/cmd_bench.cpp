@@ -155,6 +155,10 @@ void run_suite(Bench& b, bool gpu) {
     const std::string tag = std::string(dt == DType::Float32 ? "torch.float32" : "torch.bfloat16");
     const std::string shape = "N" + std::to_string(N) + " C" + std::to_string(C) + " 56^2";
     b.run("conv2d 3x3 " + tag + " " + shape, 0, fl, [&] { (void)conv2d(x, w, Tensor(), {1, 1}, {1, 1}); });
+    {  // input and weight channels-last (pytorch_peer.py's NHWC row)
+      const Tensor xc = x.to(MemoryFormat::ChannelsLast), wc = w.to(MemoryFormat::ChannelsLast);
+      b.run("conv2d 3x3 " + tag + " NHWC", 0, fl, [&] { (void)conv2d(xc, wc, Tensor(), {1, 1}, {1, 1}); });
+    }
     b.run("conv_transpose2d 3x3 s1 " + tag, 0, fl, [&] { (void)conv_transpose2d(x, w, Tensor(), {1, 1}, {1, 1}); });
   }
   {
