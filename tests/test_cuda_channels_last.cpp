@@ -1,5 +1,5 @@
 // Channels-last (NHWC) convolutions on CUDA through cuDNN's NHWC descriptors: forward,
-// conv_transpose2d, both backward ops and autograd, in float32/bfloat16/float16, against
+// conv_transpose2d, both backward ops and autograd, in float32/bfloat16/float16/float64, against
 // the CPU in float64 on the same (rounded) values; outputs must come back channels-last.
 // Also pooling and batch_norm on channels-last CUDA tensors. Skips without a CUDA device.
 #include <gtest/gtest.h>
@@ -43,7 +43,9 @@ Tensor gpu(const Tensor& t, DType dt, bool cl) {
 
 // Relative to the magnitude of the result: cuDNN's float32 is not TF32 (FMA math); the
 // half types round the output once (and bfloat16 keeps 8 bits).
-double tol_for(DType dt) { return dt == DType::Float32 ? 2e-5 : dt == DType::Float16 ? 4e-3 : 2e-2; }
+double tol_for(DType dt) {
+  return dt == DType::Float64 ? 1e-10 : dt == DType::Float32 ? 2e-5 : dt == DType::Float16 ? 4e-3 : 2e-2;
+}
 
 void expect_close(const Tensor& got, const std::vector<double>& want, DType dt, const std::string& what) {
   const auto v = values(got);
@@ -60,7 +62,8 @@ void expect_channels_last(const Tensor& t, const std::string& what) {
   EXPECT_EQ(t.strides(), channels_last_strides(t.shape())) << what;
 }
 
-const DType kDTypes[] = {DType::Float32, DType::BFloat16, DType::Float16};
+// float64 too: cuDNN may lack NHWC double kernels, and then the NCHW fallback runs.
+const DType kDTypes[] = {DType::Float32, DType::BFloat16, DType::Float16, DType::Float64};
 }  // namespace
 
 TEST(CudaChannelsLast, Conv2dForwardMatchesCpu) {

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -97,7 +98,7 @@ struct Choice {
 };
 
 using Key = std::tuple<int, int, int, Shape, Shape, Shape, std::string>;
-std::map<Key, Choice> g_choices;
+std::map<Key, std::optional<Choice>> g_choices;  // nullopt: cuDNN has no algorithm
 
 std::string attrs_key(const Conv2dAttrs& a) {
   std::string s;
@@ -108,33 +109,38 @@ std::string attrs_key(const Conv2dAttrs& a) {
 }
 
 template <typename Perf>
-Choice pick(const Perf* perf, int n, const char* op) {
+std::optional<Choice> pick(const Perf* perf, int n) {
   for (int i = 0; i < n; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS) return Choice{int(perf[i].algo), perf[i].mathType, perf[i].memory};
-  KILN_FAIL(op, "cuDNN found no algorithm for this convolution");
+  return std::nullopt;
 }
 
-Choice choose(Kind kind, cudnnHandle_t h, const Descs& d, int dev, DType dt, const Shape& x, const Shape& w,
-              const Shape& y, const Conv2dAttrs& a, const char* op) {
+// The fastest algorithm, or nullopt when cuDNN has none (known to happen only for layouts
+// it lacks kernels for, e.g. some NHWC cases; the caller then runs NCHW).
+std::optional<Choice> choose(Kind kind, cudnnHandle_t h, const Descs& d, int dev, DType dt, const Shape& x,
+                             const Shape& w, const Shape& y, const Conv2dAttrs& a, const char* op) {
   const Key key{int(kind), dev, int(dt), x, w, y, attrs_key(a)};
   if (auto it = g_choices.find(key); it != g_choices.end()) return it->second;
   constexpr int kMax = 16;
   int n = 0;
-  Choice c;
+  std::optional<Choice> c;
+  cudnnStatus_t st;
   // Timed search: cuDNN allocates its own scratch buffers for it.
   if (kind == Kind::Forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-    KILN_DNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, kMax, &n, perf), op);
-    c = pick(perf, n, op);
+    st = cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, kMax, &n, perf);
+    if (st == CUDNN_STATUS_SUCCESS) c = pick(perf, n);
   } else if (kind == Kind::BackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-    KILN_DNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, kMax, &n, perf), op);
-    c = pick(perf, n, op);
+    st = cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, kMax, &n, perf);
+    if (st == CUDNN_STATUS_SUCCESS) c = pick(perf, n);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-    KILN_DNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, kMax, &n, perf), op);
-    c = pick(perf, n, op);
+    st = cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, kMax, &n, perf);
+    if (st == CUDNN_STATUS_SUCCESS) c = pick(perf, n);
   }
+  if (st != CUDNN_STATUS_SUCCESS && st != CUDNN_STATUS_NOT_SUPPORTED) check_dnn(st, "cudnnFind*Algorithm", op);
+  if (!c && !a.channels_last) KILN_FAIL(op, "cuDNN found no algorithm for this convolution");
   g_choices[key] = c;
   return c;
 }
@@ -158,16 +164,19 @@ void add_bias(const Tensor& y, const Tensor& bias) {
   add_(out, bias.view({1, -1, 1, 1}));
 }
 
-// x, w, y: the forward convolution's operands. Runs the kind's cuDNN call on them.
-void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
-              const Conv2dAttrs& a) {
+// x, w, y: the forward convolution's operands. Runs the kind's cuDNN call on them; false
+// (nothing run) when cuDNN has no algorithm for this channels-last case.
+bool try_run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
+                  const Conv2dAttrs& a) {
   CudaDeviceGuard guard(dev);
   std::lock_guard<std::mutex> lock(g_mutex);
   cudnnHandle_t h = handle(dev, op);
   const DType dt = y.dtype();
   Descs d;
   make_descs(d, dt, x.shape(), w.shape(), y.shape(), a, op);
-  const Choice c = choose(kind, h, d, dev, dt, x.shape(), w.shape(), y.shape(), a, op);
+  const std::optional<Choice> found = choose(kind, h, d, dev, dt, x.shape(), w.shape(), y.shape(), a, op);
+  if (!found) return false;
+  const Choice c = *found;
   KILN_DNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math), op);
   Tensor ws = workspace(c.workspace, dev);
   void* wsp = ws.defined() ? ws.data_ptr() : nullptr;
@@ -192,6 +201,23 @@ void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor&
                      op);
       break;
   }
+  return true;
+}
+
+void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
+              const Conv2dAttrs& a) {
+  if (try_run_conv(kind, op, dev, x, w, y, a)) return;
+  // No NHWC algorithm (e.g. float64): run NCHW on copies, then write the result back.
+  Conv2dAttrs nchw = a;
+  nchw.channels_last = false;
+  const Tensor& out = kind == Kind::Forward ? y : kind == Kind::BackwardData ? x : w;
+  auto in_nchw = [&](const Tensor& t) {
+    return t.is_same(out) ? empty(t.shape(), TensorOptions(t.dtype()).device(t.device())) : t.contiguous();
+  };
+  const Tensor xc = in_nchw(x), wc = in_nchw(w), yc = in_nchw(y);
+  try_run_conv(kind, op, dev, xc, wc, yc, nchw);
+  Tensor dst = out;
+  dst.copy_(kind == Kind::Forward ? yc : kind == Kind::BackwardData ? xc : wc);
 }
 
 // in (x, w[, bias]) -> y
