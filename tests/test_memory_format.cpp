@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -367,4 +368,36 @@ TEST(PoolNormChannelsLast, BackwardMatchesNchw) {
   auto r = batch_norm_train(x0.contiguous(kCL), Tensor(), Tensor(), 1e-5);
   EXPECT_NEAR(r.batch_mean.at({0}).to_double(), m / 60, 1e-12);
   EXPECT_TRUE(r.output.is_contiguous(kCL));
+}
+
+// ---------------------------------------------------------------- elementwise ops
+
+// Results take the layout of the first operand of the result's shape; values by hand.
+TEST(ElementwiseChannelsLast, KeepTheLayoutAndTheValues) {
+  Tensor x = arange(120, DType::Float32).view({2, 3, 4, 5}) - 60.0;  // x[n,c,h,w] = n*60 + c*20 + h*5 + w - 60
+  Tensor xc = x.to(kCL);
+  Tensor bias = tensor<float>({1, 2, 3}).view({1, 3, 1, 1});
+  auto at = [](int n, int c, int h, int w) { return double(n * 60 + c * 20 + h * 5 + w - 60); };
+  auto check = [&](const Tensor& got, bool cl, const std::function<double(double, int)>& f, const char* what) {
+    EXPECT_EQ(got.is_contiguous(kCL) && !got.is_contiguous(), cl) << what;
+    const auto v = values(got);
+    for (int n = 0; n < 2; ++n)
+      for (int c = 0; c < 3; ++c)
+        for (int h = 0; h < 4; ++h)
+          for (int w = 0; w < 5; ++w)
+            ASSERT_NEAR(v[size_t(((n * 3 + c) * 4 + h) * 5 + w)], f(at(n, c, h, w), c), 1e-6) << what;
+  };
+  check(relu(xc), true, [](double v, int) { return v > 0 ? v : 0.0; }, "relu");
+  check(xc + bias, true, [](double v, int c) { return v + c + 1; }, "x_cl + bias");
+  check(bias + xc, true, [](double v, int c) { return v + c + 1; }, "bias + x_cl");
+  check(xc * xc, true, [](double v, int) { return v * v; }, "x_cl * x_cl");
+  check(xc - x, true, [](double, int) { return 0.0; }, "x_cl - x");
+  check(x - xc, false, [](double, int) { return 0.0; }, "x - x_cl (first operand's layout)");
+  check(xc * 2.0, true, [](double v, int) { return 2 * v; }, "x_cl * scalar");
+  check(xc.to(DType::Float64), true, [](double v, int) { return v; }, "to(float64)");
+  check(where(gt(xc, 0.0), xc, bias), true, [](double v, int c) { return v > 0 ? v : c + 1.0; }, "where");
+  // autograd through them: d/dx sum(relu(x) * x) = 2x where x > 0, else 0
+  Tensor xg = xc.detach().requires_grad_();
+  sum(relu(xg) * xg).backward();
+  check(xg.grad(), true, [](double v, int) { return v > 0 ? 2 * v : 0.0; }, "grad");
 }

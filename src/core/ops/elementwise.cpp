@@ -1,4 +1,5 @@
-// Front ends of the elementwise ops: type promotion, broadcasting, output allocation.
+// Front ends of the elementwise ops: type promotion, broadcasting, output allocation
+// (in the layout PyTorch gives: channels-last operands give channels-last results).
 #include <string>
 
 #include "kiln/op_attrs.h"
@@ -10,10 +11,31 @@ namespace kiln {
 namespace {
 using detail::check_defined;
 using detail::common_device;
-using detail::new_output;
 using detail::wrap_scalar;
 
 enum class Result { Promote, Float, Bool };  // how the result dtype follows the inputs
+
+bool has_broadcast_dim(const Tensor& t) {
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.stride(d) == 0 && t.size(d) > 1) return true;
+  return false;
+}
+
+// The result's layout: that of the first operand with the result's shape that is not
+// itself a broadcast (stride-0) view. PyTorch's TensorIterator agrees in the common
+// cases: x_cl + bias, relu(x_cl), x_cl * x_cl, ones.expand(...) * x_cl.
+MemoryFormat result_format(const Shape& shape, std::initializer_list<const Tensor*> operands) {
+  if (shape.size() != 4) return MemoryFormat::Contiguous;
+  for (const Tensor* t : operands)
+    if (t->shape() == shape && !has_broadcast_dim(*t)) return t->suggest_memory_format();
+  return MemoryFormat::Contiguous;
+}
+
+// What the kernels get: for a channels-last result, every operand viewed as [N, H, W, C],
+// in which the result is contiguous (the kernels' fast path) and the others keep their strides.
+Tensor kernel_view(const Tensor& t, MemoryFormat fmt) {
+  return fmt == MemoryFormat::ChannelsLast ? t.detach().permute({0, 2, 3, 1}) : t;
+}
 
 DType result_dtype(Result r, DType computed) {
   switch (r) {
@@ -33,9 +55,10 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
   DType compute = promote_types(a.dtype(), b.dtype());
   if (r == Result::Float) compute = result_dtype(Result::Float, compute);
   if (op == OpId::Sub) KILN_CHECK(compute != DType::Bool, name, "subtracting bool tensors is not supported");
-  Tensor out = new_output(shape, result_dtype(r, compute), dev);
-  const Tensor in[] = {a.to(compute).expand(shape), b.to(compute).expand(shape)};
-  Tensor outs[] = {out};
+  const MemoryFormat fmt = result_format(shape, {&a, &b});
+  Tensor out = empty(shape, TensorOptions(result_dtype(r, compute)).device(dev), fmt);
+  const Tensor in[] = {kernel_view(a.to(compute).expand(shape), fmt), kernel_view(b.to(compute).expand(shape), fmt)};
+  Tensor outs[] = {kernel_view(out, fmt)};
   ScalarAttrs attrs{alpha};
   dispatch(op, compute, in, outs, &attrs);
   autograd::record_binary(op, out, a, b, alpha);
@@ -71,9 +94,10 @@ Tensor unary(OpId op, const Tensor& a, Result r, const void* attrs = nullptr) {
   const char* name = op_name(op);
   check_defined(name, {&a});
   const DType compute = result_dtype(r, a.dtype());
-  Tensor out = new_output(a.shape(), compute, a.device());
-  const Tensor in[] = {a.to(compute)};
-  Tensor outs[] = {out};
+  const MemoryFormat fmt = result_format(a.shape(), {&a});
+  Tensor out = empty(a.shape(), TensorOptions(compute).device(a.device()), fmt);
+  const Tensor in[] = {kernel_view(a.to(compute), fmt)};
+  Tensor outs[] = {kernel_view(out, fmt)};
   dispatch(op, compute, in, outs, attrs);
   autograd::record_unary(op, out, a, attrs);
   return out;
@@ -119,9 +143,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   KILN_CHECK(cond.dtype() == DType::Bool, "where", "condition must be bool, got ", dtype_name(cond.dtype()));
   const Shape shape = broadcast_shapes("where", cond.shape(), broadcast_shapes("where", a.shape(), b.shape()));
   const DType dt = promote_types(a.dtype(), b.dtype());
-  Tensor out = new_output(shape, dt, dev);
-  const Tensor in[] = {cond.expand(shape), a.to(dt).expand(shape), b.to(dt).expand(shape)};
-  Tensor outs[] = {out};
+  const MemoryFormat fmt = result_format(shape, {&cond, &a, &b});
+  Tensor out = empty(shape, TensorOptions(dt).device(dev), fmt);
+  const Tensor in[] = {kernel_view(cond.expand(shape), fmt), kernel_view(a.to(dt).expand(shape), fmt),
+                       kernel_view(b.to(dt).expand(shape), fmt)};
+  Tensor outs[] = {kernel_view(out, fmt)};
   dispatch(OpId::Where, dt, in, outs);
   autograd::record_where(out, cond, a, b);
   return out;
