@@ -2,10 +2,11 @@
 // data and weight, and conv_transpose2d (the backward data of the convolution whose
 // filter is the transposed conv's weight [Cin, Cout/g, kh, kw]). Tensors are NCHW
 // contiguous, or NHWC contiguous (filters KRSC) when Conv2dAttrs::channels_last: then
-// cuDNN gets NHWC descriptors and works on the channels-last data in place. float32 runs without TF32 (as PyTorch's default for cuDNN), float16 and
-// bfloat16 on tensor cores with float accumulation, float64 in double. The algorithm of
-// each shape is chosen once by timing every candidate (like torch.backends.cudnn.benchmark)
-// and cached; workspace comes from the caching allocator.
+// cuDNN gets NHWC descriptors and works on the channels-last data in place. float16 and
+// bfloat16 go first through the graph API (conv_graph.h, faster engines on Hopper), then
+// this legacy API; float32 runs without TF32 (as PyTorch's default for cuDNN), float64 in
+// double. The algorithm of each shape is chosen once by timing every candidate (like
+// torch.backends.cudnn.benchmark) and cached; workspace comes from the caching allocator.
 #include <cudnn.h>
 
 #include <map>
@@ -18,7 +19,9 @@
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
+#include "src/backend/cuda/conv_graph.h"
 #include "src/backend/cuda/cuda_common.h"
+#include "src/backend/cuda/cudnn_handle.h"
 #include "src/backend/cuda/kernels.h"
 
 namespace kiln::cuda {
@@ -31,14 +34,6 @@ void check_dnn(cudnnStatus_t s, const char* call, const char* op) {
 #define KILN_DNN_CHECK(call, op) check_dnn((call), #call, op)
 
 std::mutex g_mutex;
-std::map<int, cudnnHandle_t> g_handles;
-
-cudnnHandle_t handle(int dev, const char* op) {
-  cudnnHandle_t& h = g_handles[dev];
-  if (!h) KILN_DNN_CHECK(cudnnCreate(&h), op);
-  KILN_DNN_CHECK(cudnnSetStream(h, current_stream(dev)), op);
-  return h;
-}
 
 cudnnDataType_t dnn_type(DType t, const char* op) {
   switch (t) {
@@ -89,7 +84,7 @@ void make_descs(Descs& d, DType dt, const Shape& x, const Shape& w, const Shape&
   KILN_DNN_CHECK(cudnnSetConvolutionMathType(d.conv, math), op);
 }
 
-enum class Kind { Forward, BackwardData, BackwardFilter };
+using Kind = ConvPass;
 
 struct Choice {
   int algo = 0;
@@ -145,11 +140,6 @@ std::optional<Choice> choose(Kind kind, cudnnHandle_t h, const Descs& d, int dev
   return c;
 }
 
-Tensor workspace(size_t bytes, int dev) {
-  if (bytes == 0) return Tensor();
-  return empty({int64_t((bytes + 7) / 8)}, TensorOptions(DType::Int64).device(Device(DeviceType::Cuda, dev)));
-}
-
 // Scaling factors: double for double data, float otherwise.
 struct Scale {
   float f1 = 1, f0 = 0;
@@ -170,7 +160,7 @@ bool try_run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Ten
                   const Conv2dAttrs& a) {
   CudaDeviceGuard guard(dev);
   std::lock_guard<std::mutex> lock(g_mutex);
-  cudnnHandle_t h = handle(dev, op);
+  cudnnHandle_t h = cudnn_handle(dev, op);
   const DType dt = y.dtype();
   Descs d;
   make_descs(d, dt, x.shape(), w.shape(), y.shape(), a, op);
@@ -178,7 +168,7 @@ bool try_run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Ten
   if (!found) return false;
   const Choice c = *found;
   KILN_DNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math), op);
-  Tensor ws = workspace(c.workspace, dev);
+  Tensor ws = cudnn_workspace(c.workspace, dev);
   void* wsp = ws.defined() ? ws.data_ptr() : nullptr;
   const Scale s{.dbl = dt == DType::Float64};
   switch (kind) {
@@ -206,6 +196,7 @@ bool try_run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Ten
 
 void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
               const Conv2dAttrs& a) {
+  if (run_conv_graph(kind, op, dev, x, w, y, a)) return;
   if (try_run_conv(kind, op, dev, x, w, y, a)) return;
   // No NHWC algorithm (e.g. float64): run NCHW on copies, then write the result back.
   Conv2dAttrs nchw = a;

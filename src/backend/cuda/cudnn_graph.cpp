@@ -141,11 +141,60 @@ void Graph::reduction(cudnnReduceTensorOp_t mode, const Desc& x, const Desc& y) 
   ops_.push_back(&keep(std::move(o)));
 }
 
+void Graph::convolution(ConvPass pass, const Desc& x, const Desc& w, const Desc& y,
+                        const std::vector<int64_t>& padding, const std::vector<int64_t>& stride,
+                        const std::vector<int64_t>& dilation) {
+  Desc cd(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, op_);
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  cd.set_type(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_DATA_FLOAT)
+      .set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode)
+      .set_int(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, int64_t(padding.size()))
+      .set_ints(CUDNN_ATTR_CONVOLUTION_DILATIONS, dilation)
+      .set_ints(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, stride)
+      .set_ints(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, padding)
+      .set_ints(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, padding)
+      .finalize();
+  const Desc& c = keep(std::move(cd));
+  const float alpha = 1.f, beta = 0.f;
+  // The three passes differ only in the operation type and its attribute names.
+  struct Names {
+    cudnnBackendDescriptorType_t type;
+    cudnnBackendAttributeName_t x, w, y, conv, alpha, beta;
+  };
+  const Names n = pass == ConvPass::Forward
+                      ? Names{CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA}
+                  : pass == ConvPass::BackwardData
+                      ? Names{CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA}
+                      : Names{CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA,
+                              CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA};
+  Desc o(n.type, op_);
+  o.set_desc(n.x, x)
+      .set_desc(n.w, w)
+      .set_desc(n.y, y)
+      .set_desc(n.conv, c)
+      .set(n.alpha, CUDNN_TYPE_FLOAT, 1, &alpha)
+      .set(n.beta, CUDNN_TYPE_FLOAT, 1, &beta)
+      .finalize();
+  ops_.push_back(&keep(std::move(o)));
+}
+
 bool Graph::uses(int64_t uid) const {
   return std::find(io_uids_.begin(), io_uids_.end(), uid) != io_uids_.end();
 }
 
-bool Graph::build_plan(cudnnHandle_t handle) {
+bool Graph::build_plan(cudnnHandle_t handle, const std::function<double()>& time_plan, int max_candidates) {
   graph_ = Desc(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, op_);
   std::vector<cudnnBackendDescriptor_t> raw;
   for (const Desc* o : ops_) raw.push_back(o->get());
@@ -154,6 +203,8 @@ bool Graph::build_plan(cudnnHandle_t handle) {
   // A graph no engine recognises can already fail here: that is "unsupported", not an error.
   if (!ok(cudnnBackendFinalize(graph_.get()), "operation graph finalize")) return false;
 
+  double best_ms = 0;
+  int built = 0;
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
     Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, op_);
     heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph_)
@@ -177,7 +228,7 @@ bool Graph::build_plan(cudnnHandle_t handle) {
                                      &got, raw_cfgs.data()),
             "heuristics results"))
       continue;
-    for (int64_t i = 0; i < got; ++i) {
+    for (int64_t i = 0; i < got && built < max_candidates; ++i) {
       Desc plan(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, op_);
       cudnnBackendDescriptor_t cfg = raw_cfgs[size_t(i)];
       plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
@@ -187,12 +238,33 @@ bool Graph::build_plan(cudnnHandle_t handle) {
       check(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
                                      &ws),
             "cudnnBackendGetAttribute(workspace)", op_);
+      ++built;
+      if (!time_plan) {
+        plan_ = std::move(plan);
+        workspace_ = ws;
+        return true;
+      }
+      // Time this candidate as the current plan; keep it only when it beats the best.
+      Desc previous = std::move(plan_);
+      const int64_t previous_ws = workspace_;
       plan_ = std::move(plan);
       workspace_ = ws;
-      return true;
+      double ms = -1;
+      try {
+        ms = time_plan();
+      } catch (const Error&) {
+        ms = -1;  // a candidate that fails to run is skipped
+      }
+      if (debug()) std::fprintf(stderr, "[cudnn graph] candidate %d: %.4f ms, workspace %ld\n", built, ms, long(ws));
+      if (ms < 0 || (previous.get() && ms >= best_ms)) {
+        plan_ = std::move(previous);
+        workspace_ = previous_ws;
+      } else {
+        best_ms = ms;
+      }
     }
   }
-  return false;
+  return plan_.get() != nullptr;
 }
 
 void Graph::execute(cudnnHandle_t handle, const std::vector<int64_t>& uids, const std::vector<void*>& ptrs,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -57,10 +58,18 @@ class Graph {
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y, const Desc* t = nullptr,
                  int64_t axis = -1);
   void reduction(cudnnReduceTensorOp_t mode, const Desc& x, const Desc& y);
+  // One pass of the 2-D convolution y = conv(x, w) (cross-correlation, float
+  // accumulation): its forward (writes y), backward data (writes x from y) or backward
+  // filter (writes w from x and y).
+  enum class ConvPass { Forward, BackwardData, BackwardFilter };
+  void convolution(ConvPass pass, const Desc& x, const Desc& w, const Desc& y, const std::vector<int64_t>& padding,
+                   const std::vector<int64_t>& stride, const std::vector<int64_t>& dilation);
 
   // Finalizes the graph and builds the first plan cuDNN's heuristics offer that
-  // finalizes; false when no engine supports the graph (the caller falls back).
-  bool build_plan(cudnnHandle_t handle);
+  // finalizes; false when no engine supports the graph (the caller falls back). With
+  // time_plan, every candidate (up to max_candidates) is built and the one time_plan
+  // measures fastest (milliseconds, run through execute()) is kept.
+  bool build_plan(cudnnHandle_t handle, const std::function<double()>& time_plan = {}, int max_candidates = 12);
   int64_t workspace_bytes() const { return workspace_; }
   // Whether the graph declared the non-virtual tensor uid (so the run must bind it).
   bool uses(int64_t uid) const;
