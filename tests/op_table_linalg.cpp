@@ -183,7 +183,8 @@ int64_t ref_pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, boo
   return o;
 }
 
-// values (want_indices = false) or int64 flat indices of each window's first maximum
+// values (want_indices = false) or int64 flat indices of each window's first maximum; a NaN
+// beats every number (PyTorch propagates NaN)
 Tensor ref_max_pool2d(const Tensor& x, const PoolParams& q, bool want_indices) {
   const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
   const int64_t oh = ref_pool_out(h, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
@@ -200,7 +201,7 @@ Tensor ref_max_pool2d(const Tensor& x, const PoolParams& q, bool want_indices) {
             const int64_t r = i * q.s[0] - q.p[0] + u * q.d[0], cc = j * q.s[1] - q.p[1] + v * q.d[1];
             if (r < 0 || r >= h || cc < 0 || cc >= w) continue;
             const double val = px[pl * h * w + r * w + cc];
-            if (arg < 0 || val > best) best = val, arg = r * w + cc;
+            if (arg < 0 || val > best || (std::isnan(val) && !std::isnan(best))) best = val, arg = r * w + cc;
           }
         y.data<double>()[(pl * oh + i) * ow + j] = best;
         idx.data<int64_t>()[(pl * oh + i) * ow + j] = arg;
@@ -261,10 +262,26 @@ std::function<std::vector<OpSample>(Layout, Generator&)> pool_samples(std::vecto
   };
 }
 
-OpInfo max_pool_entry(const std::string& name, std::vector<std::vector<Shape>> shapes, PoolParams q, bool indices) {
+// pool_samples with NaN at every nan_every-th element (0: none), so that some windows
+// hold a NaN and others don't.
+std::function<std::vector<OpSample>(Layout, Generator&)> pool_samples(std::vector<std::vector<Shape>> shapes,
+                                                                     int64_t nan_every) {
+  return [shapes, nan_every](Layout l, Generator& g) {
+    auto out = pool_samples(shapes)(l, g);
+    for (OpSample& smp : out) {
+      double* p = smp.inputs[0].data<double>();
+      for (int64_t i = 0; nan_every > 0 && i < smp.inputs[0].numel(); i += nan_every)
+        p[i] = std::numeric_limits<double>::quiet_NaN();
+    }
+    return out;
+  };
+}
+
+OpInfo max_pool_entry(const std::string& name, std::vector<std::vector<Shape>> shapes, PoolParams q, bool indices,
+                      int64_t nan_every = 0) {
   OpInfo o{
       .name = name,
-      .samples = pool_samples(shapes),
+      .samples = pool_samples(shapes, nan_every),
       .op = [q, indices](const std::vector<Tensor>& in) {
         if (indices) return max_pool2d_with_indices(in[0], q.k, q.s, q.p, q.d, q.ceil).second;
         return max_pool2d(in[0], q.k, q.s, q.p, q.d, q.ceil);
@@ -387,6 +404,8 @@ std::vector<OpInfo> linalg_ops() {
                                PoolParams{{3, 3}, {2, 2}, {1, 1}, {1, 1}, true}, false));
   ops.push_back(max_pool_entry("max_pool2d_dilation", {{{1, 2, 9, 8}}}, PoolParams{{3, 2}, {1, 2}, {1, 1}, {2, 1}, true},
                                false));
+  ops.push_back(max_pool_entry("max_pool2d_nan", {{{2, 3, 6, 6}}, {{1, 2, 7, 5}}},
+                               PoolParams{{3, 3}, {2, 2}, {1, 1}, {1, 1}, true}, false, 17));
   ops.push_back(max_pool_entry("max_pool2d_indices", {{{2, 3, 6, 6}}, {{1, 2, 9, 8}}},
                                PoolParams{{3, 2}, {2, 1}, {1, 1}, {1, 2}, true}, true));
   ops.push_back(avg_pool_entry("avg_pool2d", {{{2, 3, 6, 6}}, {{1, 2, 5, 7}}}, PoolParams{{2, 2}, {2, 2}}));

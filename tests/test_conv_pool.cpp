@@ -264,7 +264,8 @@ int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ce
   return o;
 }
 
-// max over each window's in-input positions; first maximum wins; index = h * W + w
+// max over each window's in-input positions; first maximum wins, a NaN beats every number
+// (PyTorch propagates NaN); index = h * W + w
 void ref_max_pool(const PoolCase& q, const std::vector<double>& x, int64_t oh, int64_t ow, std::vector<double>& y,
                   std::vector<int64_t>& idx) {
   y.assign(size_t(q.n * q.c * oh * ow), 0);
@@ -279,7 +280,7 @@ void ref_max_pool(const PoolCase& q, const std::vector<double>& x, int64_t oh, i
             const int64_t r = i * q.s[0] - q.p[0] + u * q.d[0], c = j * q.s[1] - q.p[1] + v * q.d[1];
             if (r < 0 || r >= q.h || c < 0 || c >= q.w) continue;
             const double val = x[size_t(pl * q.h * q.w + r * q.w + c)];
-            if (arg < 0 || val > best) best = val, arg = r * q.w + c;
+            if (arg < 0 || val > best || (std::isnan(val) && !std::isnan(best))) best = val, arg = r * q.w + c;
           }
         y[size_t((pl * oh + i) * ow + j)] = best;
         idx[size_t((pl * oh + i) * ow + j)] = arg;
@@ -362,6 +363,44 @@ TEST(MaxPool2d, DefaultStrideUnbatchedAndNaN) {
   auto [ny, ni] = max_pool2d_with_indices(n, {2, 2});
   EXPECT_TRUE(std::isnan(ny.item<double>()));  // NaN propagates, as in PyTorch
   EXPECT_EQ(ni.item<int64_t>(), 1);
+}
+
+// oneDNN's max pooling (the path without indices for float32/bfloat16) drops NaN; kiln must
+// not: every window holding a NaN gives NaN, with and without indices, in every dtype.
+TEST(MaxPool2d, NaNInAWindowGivesNaN) {
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float64, DType::Float16}) {
+    for (const PoolCase& q : kPoolCases) {
+      std::vector<double> vx = values(rnd({q.n, q.c, q.h, q.w}));
+      const int64_t plane = q.h * q.w;
+      vx[0] = NAN;                                         // a corner (first tap of a window)
+      vx[size_t(plane + (q.h / 2) * q.w + q.w / 2)] = NAN;  // the middle of the second plane
+      vx.back() = NAN;                                     // the last element (a window's last tap)
+      Tensor x = tensor<double>(vx, {q.n, q.c, q.h, q.w}).to(dt);
+      const int64_t oh = pool_out(q.h, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
+      const int64_t ow = pool_out(q.w, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
+      std::vector<double> ry;
+      std::vector<int64_t> ridx;
+      ref_max_pool(q, values(x), oh, ow, ry, ridx);
+      const auto y = values(max_pool2d(x, q.k, q.s, q.p, q.d, q.ceil));
+      auto [yi, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil);
+      const auto vyi = values(yi), vxr = values(x);
+      const auto vidx = idx.to_vector<int64_t>();
+      ASSERT_EQ(y.size(), ry.size());
+      int64_t nan_outputs = 0;
+      for (size_t o = 0; o < ry.size(); ++o) {
+        if (std::isnan(ry[o])) {
+          ++nan_outputs;
+          EXPECT_TRUE(std::isnan(y[o])) << dtype_name(dt) << " output " << o << " got " << y[o];
+          EXPECT_TRUE(std::isnan(vyi[o])) << dtype_name(dt) << " (with indices) output " << o;
+          EXPECT_TRUE(std::isnan(vxr[size_t(int64_t(o) / (oh * ow) * plane + vidx[o])])) << "index of output " << o;
+        } else {
+          EXPECT_EQ(y[o], ry[o]) << dtype_name(dt) << " output " << o;
+          EXPECT_EQ(vyi[o], ry[o]) << dtype_name(dt) << " (with indices) output " << o;
+        }
+      }
+      EXPECT_GE(nan_outputs, 2);  // the corner and the last element are in some window
+    }
+  }
 }
 
 TEST(AvgPool2d, MatchesDefinitionWithCeilAndPadding) {

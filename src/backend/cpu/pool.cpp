@@ -1,10 +1,11 @@
 // CPU kernels: max/avg/adaptive-avg pool2d forward and backward (NCHW contiguous).
-// max_pool2d without indices and avg_pool2d (where oneDNN's divisor rule is PyTorch's)
-// run oneDNN pooling for float32/bfloat16; the rest are OpenMP loops over (n, c) planes,
-// which is where pooling's memory-bound work splits without write conflicts.
+// max_pool2d without indices (on inputs without NaN) and avg_pool2d (where oneDNN's divisor
+// rule is PyTorch's) run oneDNN pooling for float32/bfloat16; the rest are OpenMP loops over
+// (n, c) planes, which is where pooling's memory-bound work splits without write conflicts.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kiln/op_attrs.h"
@@ -108,6 +109,37 @@ void accumulate_planes(const Tensor& gy, const Tensor& gx, F spread) {
 
 // ------------------------------------------------------------------ max pool
 
+// True when x (contiguous) holds a NaN. oneDNN's max pooling drops NaN where PyTorch's
+// propagates it, so such inputs take kiln's own loop. One branch-free pass per chunk
+// (vectorised), chunks in parallel.
+template <typename T>
+bool holds_nan(const Tensor& x) {
+  constexpr int64_t kChunk = int64_t(1) << 14;
+  const int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
+  const T* p = x.data<T>();
+  int found = 0;
+#pragma omp parallel for reduction(| : found) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    int hit = 0;
+    if constexpr (std::is_same_v<T, BFloat16>) {
+      for (int64_t i = c * kChunk; i < end; ++i) hit |= (p[i].bits & 0x7fff) > 0x7f80;
+    } else {
+      for (int64_t i = c * kChunk; i < end; ++i) hit |= p[i] != p[i];
+    }
+    found |= hit;
+  }
+  return found != 0;
+}
+
+bool may_use_dnnl_max(const Tensor& x) {
+  switch (x.dtype()) {
+    case DType::Float32: return !holds_nan<float>(x);
+    case DType::BFloat16: return !holds_nan<BFloat16>(x);
+    default: return false;
+  }
+}
+
 // NaN wins, as in PyTorch; padding never does (positions outside the input are skipped).
 template <typename T>
 void max_pool_loops(const Tensor& x, const Tensor& y, int64_t* idx, const Pool2dAttrs& a) {
@@ -141,7 +173,7 @@ void max_pool2d_kernel(const KernelArgs& args) {
   const auto& a = args.attr<Pool2dAttrs>();
   const Tensor &x = args.inputs[0], &y = args.outputs[0];
   const bool with_indices = args.outputs.size() > 1;
-  if (!with_indices && pool_dnnl(dnnl::algorithm::pooling_max, x, y, a)) return;
+  if (!with_indices && may_use_dnnl_max(x) && pool_dnnl(dnnl::algorithm::pooling_max, x, y, a)) return;
   int64_t* idx = with_indices ? args.outputs[1].data<int64_t>() : nullptr;
   KILN_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&]<typename T>() { max_pool_loops<T>(x, y, idx, a); });
 }
