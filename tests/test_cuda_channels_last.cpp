@@ -163,3 +163,48 @@ TEST(CudaChannelsLast, PoolAndBatchNormMatchCpu) {
           batch_norm(x, Tensor(), Tensor(), w, b, true, 0.1, 1e-5), "batch_norm train");
   }
 }
+
+// Elementwise kernels get [N, H, W, C] views of channels-last operands: values against
+// the CPU (float64 loops of the same rounded inputs), results channels-last.
+TEST(CudaChannelsLast, ElementwiseKeepsTheLayout) {
+  REQUIRE_CUDA();
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    Tensor x = rnd({4, 24, 9, 7}, dt), y = rnd({4, 24, 9, 7}, dt), bias = rnd({1, 24, 1, 1}, dt);
+    Tensor xg = gpu(x, dt, true), yg = gpu(y, dt, true), bg = gpu(bias, dt, false);
+    auto check = [&](const Tensor& got, const Tensor& want, const char* what) {
+      expect_channels_last(got, what);
+      expect_close(got, values(want), dt, what);
+    };
+    check(relu(xg), relu(x), "relu");
+    check(xg + bg, x + bias, "x + bias");
+    check(xg * yg, x * y, "x * y");
+    check(where(gt(xg, 0.0), xg, yg), where(gt(x, 0.0), x, y), "where");
+    Tensor ip = xg.clone();
+    ip.add_(bg);
+    check(ip, x + bias, "add_");
+  }
+}
+
+// A channels-last conv layer trained one step on CUDA gives the CPU's NCHW step.
+TEST(CudaChannelsLast, ModuleTrainingStepMatchesCpu) {
+  REQUIRE_CUDA();
+  Tensor x = rnd({2, 3, 8, 8}, DType::Float32), target = rnd({2, 4, 4, 4}, DType::Float32);
+  Tensor w0 = rnd({4, 3, 3, 3}, DType::Float32), b0 = rnd({4}, DType::Float32);
+  auto step = [&](const Device& dev, bool cl) {
+    Tensor w = w0.to(DType::Float32).to(dev), b = b0.to(DType::Float32).to(dev);
+    if (cl) w = w.to(kCL);
+    w = w.detach().requires_grad_();
+    b = b.detach().requires_grad_();
+    Tensor in = x.to(DType::Float32).to(dev);
+    if (cl) in = in.to(kCL);
+    Tensor y = max_pool2d(relu(batch_norm(conv2d(in, w, b, {1, 1}, {1, 1}), Tensor(), Tensor(), Tensor(), Tensor(),
+                                          true, 0.1, 1e-5)),
+                          {2, 2});
+    if (cl) expect_channels_last(y, "y");
+    Tensor d = y - target.to(DType::Float32).to(dev);
+    sum(d * d).backward();
+    return std::vector<Tensor>{y, w.grad(), b.grad()};
+  };
+  const auto ref = step(kCpu, false), got = step(kGpu, true);
+  for (size_t i = 0; i < 3; ++i) expect_close(got[i], values(ref[i]), DType::Float32, "step " + std::to_string(i));
+}

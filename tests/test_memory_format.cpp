@@ -10,6 +10,8 @@
 
 #include "kiln/autograd.h"
 #include "kiln/generator.h"
+#include "kiln/nn.h"
+#include "kiln/optim.h"
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
 #include "tests/support/conv_reference.h"
@@ -396,8 +398,57 @@ TEST(ElementwiseChannelsLast, KeepTheLayoutAndTheValues) {
   check(xc * 2.0, true, [](double v, int) { return 2 * v; }, "x_cl * scalar");
   check(xc.to(DType::Float64), true, [](double v, int) { return v; }, "to(float64)");
   check(where(gt(xc, 0.0), xc, bias), true, [](double v, int c) { return v > 0 ? v : c + 1.0; }, "where");
+  // in place: the destination keeps its layout
+  Tensor ip = xc.clone();
+  ip.add_(bias).mul_(2.0);
+  check(ip, true, [](double v, int c) { return 2 * (v + c + 1); }, "add_ mul_");
+  ip = xc.clone();
+  relu_(ip);
+  check(ip, true, [](double v, int) { return v > 0 ? v : 0.0; }, "relu_");
+  ip.clamp_(1.0, 30.0);
+  check(ip, true, [](double v, int) { return v < 1 ? 1.0 : v > 30 ? 30.0 : v; }, "clamp_");
   // autograd through them: d/dx sum(relu(x) * x) = 2x where x > 0, else 0
   Tensor xg = xc.detach().requires_grad_();
   sum(relu(xg) * xg).backward();
   check(xg.grad(), true, [](double v, int) { return v > 0 ? 2 * v : 0.0; }, "grad");
+}
+
+// ---------------------------------------------------------------- modules
+
+// module.to(channels_last) restrides the conv weight; a training step (conv, batch_norm,
+// relu, pool, SGD with momentum) then gives the NCHW model's results, and stays NHWC.
+TEST(ModuleChannelsLast, TrainingStepMatchesNchw) {
+  nn::Conv2d a(3, 4, 3, 1, 1), b(3, 4, 3, 1, 1);
+  nn::BatchNorm2d bn_a(4), bn_b(4);
+  {
+    NoGradGuard no_grad;
+    b.weight.copy_(a.weight);
+    b.bias.copy_(a.bias);
+  }
+  b.to(kCL);
+  bn_b.to(kCL);  // nothing 4-d in it: unchanged
+  EXPECT_TRUE(b.weight.is_contiguous(kCL) && !b.weight.is_contiguous());
+  EXPECT_TRUE(b.bias.is_contiguous());
+  EXPECT_EQ(values(b.weight), values(a.weight));
+  optim::SGD opt_a(a.parameters(), {.lr = 0.1, .momentum = 0.9}), opt_b(b.parameters(), {.lr = 0.1, .momentum = 0.9});
+  Tensor x = rnd({2, 3, 6, 6}, DType::Float32), t = rnd({2, 4, 3, 3}, DType::Float32);
+  for (int step = 0; step < 2; ++step) {
+    auto run = [&](nn::Conv2d& conv, nn::BatchNorm2d& bn, optim::SGD& opt, const Tensor& in) {
+      opt.zero_grad();
+      Tensor y = max_pool2d(relu(bn.forward(conv.forward(in))), {2, 2});
+      Tensor loss = sum((y - t) * (y - t));
+      loss.backward();
+      opt.step();
+      return y;
+    };
+    Tensor ya = run(a, bn_a, opt_a, x), yb = run(b, bn_b, opt_b, x.to(kCL));
+    EXPECT_TRUE(yb.is_contiguous(kCL));
+    expect_near(values(yb), values(ya), 1e-5, "output");
+    expect_near(values(b.weight), values(a.weight), 1e-5, "weight after step");
+    expect_near(values(b.weight.grad()), values(a.weight.grad()), 1e-4, "weight grad");
+  }
+  EXPECT_TRUE(b.weight.is_contiguous(kCL));  // the optimizer updated it in place
+  b.to(MemoryFormat::Contiguous);
+  EXPECT_TRUE(b.weight.is_contiguous());
+  expect_near(values(b.weight), values(a.weight), 1e-5, "back to NCHW");
 }

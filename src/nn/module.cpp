@@ -158,6 +158,11 @@ Module& Module::to(DType dtype) {
   return *this;
 }
 
+Module& Module::to(MemoryFormat fmt) {
+  apply_to_tensors([&](const Tensor& t) { return t.dim() == 4 ? t.to(fmt) : t; });
+  return *this;
+}
+
 Module& Module::to(Device device, DType dtype) {
   to(device);
   return to(dtype);

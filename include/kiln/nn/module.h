@@ -57,6 +57,9 @@ class Module {
   Module& to(Device device);
   Module& to(DType dtype);
   Module& to(Device device, DType dtype);
+  // Restrides every 4-d parameter, grad and buffer (conv weights) to fmt, as PyTorch's
+  // module.to(memory_format=...): a channels-last model runs its convs in NHWC.
+  Module& to(MemoryFormat fmt);
 
   // Sets every parameter's grad to none (default) or to zeros.
   void zero_grad(bool set_to_none = true);

@@ -37,6 +37,14 @@ Tensor kernel_view(const Tensor& t, MemoryFormat fmt) {
   return fmt == MemoryFormat::ChannelsLast ? t.detach().permute({0, 2, 3, 1}) : t;
 }
 
+// In-place ops write a where it is: a dense channels-last destination goes to the
+// kernels as its (contiguous) [N, H, W, C] view too.
+MemoryFormat inplace_format(const Tensor& a) {
+  return a.dim() == 4 && a.suggest_memory_format() == MemoryFormat::ChannelsLast && a.is_non_overlapping_and_dense()
+             ? MemoryFormat::ChannelsLast
+             : MemoryFormat::Contiguous;
+}
+
 DType result_dtype(Result r, DType computed) {
   switch (r) {
     case Result::Promote: return computed;
@@ -82,8 +90,9 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
         return binary(op, old, b, op == OpId::Div ? Result::Float : Result::Promote, alpha);
       }, /*needs_old_value=*/op != OpId::Add && op != OpId::Sub))
     return a;
-  const Tensor in[] = {a, b.to(a.dtype()).expand(a.shape())};
-  Tensor outs[] = {a};
+  const MemoryFormat fmt = inplace_format(a);
+  const Tensor in[] = {kernel_view(a, fmt), kernel_view(b.to(a.dtype()).expand(a.shape()), fmt)};
+  Tensor outs[] = {kernel_view(a, fmt)};
   ScalarAttrs attrs{alpha};
   dispatch(op, a.dtype(), in, outs, &attrs);
   a.storage()->bump_version();
@@ -196,16 +205,18 @@ Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
   const ClampAttrs attrs = clamp_attrs(lo, hi);
   if (autograd::inplace_through_autograd("clamp_", a, {}, [&](const Tensor& old) { return clamp(old, lo, hi); }))
     return a;
-  const Tensor in[] = {a};
-  Tensor outs[] = {a};
+  const MemoryFormat fmt = inplace_format(a);
+  const Tensor in[] = {kernel_view(a, fmt)};
+  Tensor outs[] = {kernel_view(a, fmt)};
   dispatch(OpId::Clamp, a.dtype(), in, outs, &attrs);
   a.storage()->bump_version();
   return a;
 }
 Tensor& relu_(Tensor& a) {
   if (autograd::inplace_through_autograd("relu_", a, {}, [](const Tensor& old) { return relu(old); })) return a;
-  const Tensor in[] = {a};
-  Tensor outs[] = {a};
+  const MemoryFormat fmt = inplace_format(a);
+  const Tensor in[] = {kernel_view(a, fmt)};
+  Tensor outs[] = {kernel_view(a, fmt)};
   dispatch(OpId::Relu, a.dtype(), in, outs);
   a.storage()->bump_version();
   return a;
