@@ -362,6 +362,18 @@ TEST(PoolNormChannelsLast, BackwardMatchesNchw) {
   };
   const auto ref = grads(false), got = grads(true);
   for (size_t i = 0; i < 2; ++i) expect_near(values(got[i]), values(ref[i]), 1e-11, "grad " + std::to_string(i));
+  EXPECT_TRUE(got[0].is_contiguous(kCL));
+  // the pool backward ops alone: channels-last grad_output, channels-last grad_input
+  Tensor gp = rnd({2, 3, 3, 2}).to(kCL);
+  Tensor g_avg = avg_pool2d_backward(gp, {2, 3, 6, 5}, {2, 2}, {2, 2}, {0, 0}, false, true);
+  EXPECT_TRUE(g_avg.is_contiguous(kCL));
+  expect_near(values(g_avg), values(avg_pool2d_backward(gp.contiguous(), {2, 3, 6, 5}, {2, 2}, {2, 2}, {0, 0}, false, true)),
+              1e-12, "avg_pool2d_backward");
+  auto [py, pidx] = max_pool2d_with_indices(x0.to(kCL), {2, 2});
+  Tensor g_max = max_pool2d_backward(gp, pidx, x0.shape());
+  EXPECT_TRUE(g_max.is_contiguous(kCL));
+  expect_near(values(g_max), values(max_pool2d_backward(gp.contiguous(), pidx.contiguous(), x0.shape())), 1e-12,
+              "max_pool2d_backward");
   // batch_norm's formula by hand for the first channel's mean: mean of x over N, H, W
   double m = 0;
   const auto vx = values(x0);

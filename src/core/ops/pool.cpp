@@ -2,8 +2,8 @@
 // PyTorch's checks (kernel/stride/padding/dilation, padding at most half the kernel,
 // output size at least 1) and output-size formula, with ceil_mode. Unbatched [C, H, W]
 // inputs are accepted like PyTorch's. The kernels work on NCHW: a channels-last input is
-// made contiguous for them and the forward outputs are channels-last again (PyTorch's
-// layout; FormattedOutput); the backward ops return contiguous gradients.
+// made contiguous for them and the outputs are channels-last again (PyTorch's layout;
+// FormattedOutput), forward and backward.
 #include <optional>
 #include <string>
 
@@ -106,16 +106,18 @@ void check_backward(const char* op, const Tensor& gy, const Shape& x4, const Sha
              shape_str(y_expected), " of an input of shape ", shape_str(x4));
 }
 
+// grad_input keeps grad_output's layout (channels-last in, channels-last out).
 Tensor run_backward(OpId op, std::vector<Tensor> in, const Shape& input_shape, const void* attrs) {
-  Tensor gx = empty(input_shape, TensorOptions(in[0].dtype()).device(in[0].device()));
-  if (gx.numel() == 0) return gx;
-  if (in[0].numel() == 0) return gx.zero_();
+  detail::FormattedOutput gx(input_shape, in[0].dtype(), in[0].device(), in[0].suggest_memory_format());
+  if (gx.result.numel() == 0) return gx.result;
+  if (in[0].numel() == 0) return gx.result.zero_();
   Shape gx4 = input_shape;
   if (gx4.size() == 3) gx4.insert(gx4.begin(), 1);
   for (Tensor& t : in) t = t.contiguous().view({gx4[0], gx4[1], t.shape()[t.dim() - 2], t.shape()[t.dim() - 1]});
-  Tensor outs[] = {gx.view(gx4)};
+  Tensor outs[] = {gx.kernel.view(gx4)};
   dispatch(op, in[0].dtype(), in, outs, attrs);
-  return gx;
+  gx.finish();
+  return gx.result;
 }
 }  // namespace
 
