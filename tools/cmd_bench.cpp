@@ -60,7 +60,10 @@ struct Bench {
   int trials;
   std::vector<Row> rows;
 
+  std::string only;  // --only: run just the rows whose name contains this
+
   void run(const std::string& name, double bytes, double flops, const std::function<void()>& fn) {
+    if (!only.empty() && name.find(only) == std::string::npos) return;
     Row r{name, 0, bytes, flops, ""};
     try {
       r.ms = time_op(dev, fn, trials) * 1e3;
@@ -248,12 +251,14 @@ int cmd_bench(const Args& args) {
   std::string json_path;
   int trials = 9;
   bool profile_train = false;
+  std::string only;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--device" && i + 1 < args.size()) d = Device::parse(args[++i]);
     else if (args[i] == "--profile-train") profile_train = true;
+    else if (args[i] == "--only" && i + 1 < args.size()) only = args[++i];
     else if (args[i] == "--json" && i + 1 < args.size()) json_path = args[++i];
     else if (args[i] == "--trials" && i + 1 < args.size()) trials = std::max(1, std::stoi(args[++i]));
-    else KILN_FAIL("bench", "unknown option '", args[i], "' (use --device D, --json FILE, --trials N, --profile-train)");
+    else KILN_FAIL("bench", "unknown option '", args[i], "' (use --device D, --json FILE, --trials N, --only NAME_PART, --profile-train)");
   }
   KILN_CHECK(d.index < device_manager().device_count(d.type), "bench", "device ", d.str(), " is not present: ",
              device_manager().unavailable_reason(d.type));
@@ -264,7 +269,7 @@ int cmd_bench(const Args& args) {
   }
   std::cout << "kiln bench on " << d.str() << " (" << device_manager().info(d).name << "), median of " << trials
             << " trials\n";
-  Bench b{d, trials, {}};
+  Bench b{d, trials, {}, only};
   Bench::print_header();
   run_suite(b, d.is_gpu());
   if (!json_path.empty()) {
