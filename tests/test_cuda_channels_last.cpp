@@ -1,5 +1,5 @@
 // Channels-last (NHWC) convolutions on CUDA through cuDNN's NHWC descriptors: forward,
-// conv_transpose2d, both backward ops and autograd, in float32/bfloat16/float16/float64, against
+// conv_transpose2d, both backward ops and autograd, in float32/bfloat16/float16, against
 // the CPU in float64 on the same (rounded) values; outputs must come back channels-last.
 // Also pooling and batch_norm on channels-last CUDA tensors. Skips without a CUDA device.
 #include <gtest/gtest.h>
@@ -62,8 +62,7 @@ void expect_channels_last(const Tensor& t, const std::string& what) {
   EXPECT_EQ(t.strides(), channels_last_strides(t.shape())) << what;
 }
 
-// float64 too: cuDNN may lack NHWC double kernels, and then the NCHW fallback runs.
-const DType kDTypes[] = {DType::Float32, DType::BFloat16, DType::Float16, DType::Float64};
+const DType kDTypes[] = {DType::Float32, DType::BFloat16, DType::Float16};
 }  // namespace
 
 TEST(CudaChannelsLast, Conv2dForwardMatchesCpu) {
@@ -82,6 +81,16 @@ TEST(CudaChannelsLast, Conv2dForwardMatchesCpu) {
         expect_channels_last(y, what);
         expect_close(y, ref, dt, what);
       }
+}
+
+// float64 stays NCHW on CUDA, as in PyTorch (channels-last operands are converted).
+TEST(CudaChannelsLast, Float64ConvRunsNchw) {
+  REQUIRE_CUDA();
+  const ConvGeometry k = kiln::testing::conv_layout_cases()[0];
+  Tensor x = rnd(k.x_shape(), DType::Float64), w = rnd(k.w_shape(), DType::Float64);
+  Tensor y = conv2d(gpu(x, DType::Float64, true), gpu(w, DType::Float64, true), Tensor(), k.s, k.p, k.d, k.g);
+  EXPECT_TRUE(y.is_contiguous());
+  expect_close(y, kiln::testing::reference_conv2d(k, values(x), values(w), nullptr), DType::Float64, "float64");
 }
 
 TEST(CudaChannelsLast, Conv2dBackwardOpsMatchCpu) {

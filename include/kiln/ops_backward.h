@@ -10,7 +10,8 @@ namespace kiln {
 
 // ---- conv2d (x [N, C, H, W], w [O, C/groups, kh, kw], y [N, O, OH, OW])
 // The layout a convolution of a and b runs in and gives its result in (PyTorch's rule):
-// ChannelsLast when either 4-d operand suggests it, else Contiguous.
+// ChannelsLast when either 4-d operand suggests it, else Contiguous; float64 on CUDA is
+// always Contiguous.
 MemoryFormat conv_memory_format(const Tensor& a, const Tensor& b);
 // grad_x from grad_y and w; input_shape is x's shape.
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& input_shape, Pair stride = {1, 1},

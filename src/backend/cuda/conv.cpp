@@ -110,8 +110,8 @@ std::optional<Choice> pick(const Perf* perf, int n) {
   return std::nullopt;
 }
 
-// The fastest algorithm, or nullopt when cuDNN has none (known to happen only for layouts
-// it lacks kernels for, e.g. some NHWC cases; the caller then runs NCHW).
+// The fastest algorithm, or nullopt when cuDNN has none for an NHWC case (the caller then
+// runs NCHW; float64 never comes here NHWC: conv_memory_format keeps it NCHW on CUDA).
 std::optional<Choice> choose(Kind kind, cudnnHandle_t h, const Descs& d, int dev, DType dt, const Shape& x,
                              const Shape& w, const Shape& y, const Conv2dAttrs& a, const char* op) {
   const Key key{int(kind), dev, int(dt), x, w, y, attrs_key(a)};
@@ -201,7 +201,7 @@ void run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor&
   // (H200, conv2d 3x3 N64 C256 56^2: 9.0 ms against 1.8 ms), so float32 takes NCHW copies.
   const bool nchw_faster = a.channels_last && y.dtype() == DType::Float32;
   if (!nchw_faster && try_run_conv(kind, op, dev, x, w, y, a)) return;
-  // No NHWC algorithm (e.g. float64) or a slow one: run NCHW on copies, then write the result back.
+  // No NHWC algorithm or a slow one: run NCHW on copies, then write the result back.
   Conv2dAttrs nchw = a;
   nchw.channels_last = false;
   const Tensor& out = kind == Kind::Forward ? y : kind == Kind::BackwardData ? x : w;

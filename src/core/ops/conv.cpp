@@ -98,6 +98,8 @@ Tensor run(OpId op, std::vector<Tensor> in, const Shape& out_shape, const Tensor
 }  // namespace
 
 MemoryFormat conv_memory_format(const Tensor& a, const Tensor& b) {
+  // PyTorch keeps float64 convolutions on CUDA in NCHW (cuDNN has few NHWC double kernels).
+  if (a.device().type == DeviceType::Cuda && a.dtype() == DType::Float64) return MemoryFormat::Contiguous;
   const bool cl = a.suggest_memory_format() == MemoryFormat::ChannelsLast ||
                   (b.defined() && b.suggest_memory_format() == MemoryFormat::ChannelsLast);
   return cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
