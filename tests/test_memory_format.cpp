@@ -425,6 +425,25 @@ TEST(ElementwiseChannelsLast, KeepTheLayoutAndTheValues) {
   check(xg.grad(), true, [](double v, int) { return v > 0 ? 2 * v : 0.0; }, "grad");
 }
 
+// PyTorch's layout contract: a leaf's .grad has the leaf's strides, whatever layout the
+// backward produced.
+TEST(MemoryFormat, GradFollowsTheLeafsLayout) {
+  const ConvGeometry k = kiln::testing::conv_layout_cases()[0];
+  Tensor x = rnd(k.x_shape()), gy = rnd(k.y_shape());
+  for (bool w_cl : {false, true}) {
+    Tensor w = fmt(rnd(k.w_shape()), w_cl).detach().requires_grad_();
+    sum(conv2d(x.to(kCL), w, Tensor(), k.s, k.p, k.d, k.g) * gy).backward();  // runs channels-last
+    EXPECT_EQ(w.grad().strides(), w.strides()) << w_cl;
+    expect_near(values(w.grad()), values(conv2d_backward_weight(gy, x, w.shape(), k.s, k.p, k.d, k.g).weight), 1e-11,
+                "w.grad");
+  }
+  // a transposed gradient for a row-major leaf: d/dp sum(p^T * c) = c^T, stored row-major
+  Tensor p = rnd({3, 4}).requires_grad_(), c = rnd({4, 3});
+  sum(p.t() * c).backward();
+  EXPECT_TRUE(p.grad().is_contiguous());
+  EXPECT_EQ(values(p.grad()), values(c.t()));
+}
+
 // ---------------------------------------------------------------- modules
 
 // module.to(channels_last) restrides the conv weight; a training step (conv, batch_norm,

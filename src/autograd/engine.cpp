@@ -11,6 +11,25 @@
 namespace kiln::autograd {
 
 namespace {
+// PyTorch's layout contract for .grad: it has the leaf's strides when the leaf is dense
+// (a channels-last weight gets a channels-last grad, an NCHW one an NCHW grad, whatever
+// layout the backward produced), else it is contiguous.
+bool obeys_layout_contract(const Tensor& g, const Tensor& leaf) {
+  if (!leaf.is_non_overlapping_and_dense()) return g.is_contiguous();
+  for (int64_t d = 0; d < g.dim(); ++d) {
+    if (g.size(d) != 1 && g.stride(d) != leaf.stride(d)) return false;
+    if (g.size(d) == 1 && g.stride(d) == 0) return false;
+  }
+  return true;
+}
+
+Tensor clone_obeying_layout_contract(const Tensor& g, const Tensor& leaf) {
+  if (!leaf.is_non_overlapping_and_dense()) return g.clone(MemoryFormat::Contiguous);
+  Tensor out = empty_strided(leaf.shape(), leaf.strides(), TensorOptions(g.dtype()).device(g.device()));
+  out.copy_(g);
+  return out;
+}
+
 
 // Sink of a leaf's gradients: adds them into leaf.grad (accumulating across backward calls).
 class AccumulateGrad final : public Node {
@@ -25,9 +44,11 @@ class AccumulateGrad final : public Node {
     if (!m.grad.defined()) {
       // Take the gradient buffer when nothing else can see it; copy otherwise, so that two
       // leaves never share one .grad (optimizers and clipping update grads in place).
+      const Tensor leaf(leaf_);
       const bool owned = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && g.offset() == 0 &&
-                         g.is_contiguous() && g.nbytes() == g.storage()->nbytes();
-      m.grad = owned ? g : g.clone();
+                         g.is_non_overlapping_and_dense() && obeys_layout_contract(g, leaf) &&
+                         g.nbytes() == g.storage()->nbytes();
+      m.grad = owned ? g : clone_obeying_layout_contract(g, leaf);
     } else {
       m.grad.add_(g);
     }
