@@ -1,4 +1,5 @@
-// The caching allocator's cost per allocate/free pair (spec §4), on the CPU: the bare
+// The caching allocator's cost per allocate/free pair (spec §4), on the CPU, and the
+// host cost of a tiny op: the bare
 // CachingAllocator over malloc, and whole tensors (empty + destruction) on the CPU
 // device, whose blocks of 1 MiB and more come from the same allocator. The sizes are
 // the GPU bench's "1000 allocs+frees" row (4 KiB to 16 MiB, mixed).
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kiln/ops.h"
 #include "kiln/tensor.h"
 #include "src/memory/caching_allocator.h"
 
@@ -37,6 +39,13 @@ void BM_empty_tensors_1000(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 1000);
 }
 BENCHMARK(BM_empty_tensors_1000)->Unit(benchmark::kMicrosecond);
+
+// The host-side cost of one small op end to end (front end, dispatch, output tensor).
+void BM_add_1_element_cpu(benchmark::State& state) {
+  Tensor a = randn({1}), b = randn({1});
+  for (auto _ : state) benchmark::DoNotOptimize(add(a, b));
+}
+BENCHMARK(BM_add_1_element_cpu)->Unit(benchmark::kNanosecond);
 
 }  // namespace
 

@@ -37,6 +37,10 @@ Tensor kernel_view(const Tensor& t, MemoryFormat fmt) {
   return fmt == MemoryFormat::ChannelsLast ? t.detach().permute({0, 2, 3, 1}) : t;
 }
 
+// t broadcast to shape; t itself when it already has it (no view to build: the common
+// case, and most of a small op's host cost).
+Tensor broadcast_to(const Tensor& t, const Shape& shape) { return t.shape() == shape ? t : t.expand(shape); }
+
 // In-place ops write a where it is: a dense channels-last destination goes to the
 // kernels as its (contiguous) [N, H, W, C] view too.
 MemoryFormat inplace_format(const Tensor& a) {
@@ -65,7 +69,7 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
   if (op == OpId::Sub) KILN_CHECK(compute != DType::Bool, name, "subtracting bool tensors is not supported");
   const MemoryFormat fmt = result_format(shape, {&a, &b});
   Tensor out = empty(shape, TensorOptions(result_dtype(r, compute)).device(dev), fmt);
-  const Tensor in[] = {kernel_view(a.to(compute).expand(shape), fmt), kernel_view(b.to(compute).expand(shape), fmt)};
+  const Tensor in[] = {kernel_view(broadcast_to(a.to(compute), shape), fmt), kernel_view(broadcast_to(b.to(compute), shape), fmt)};
   Tensor outs[] = {kernel_view(out, fmt)};
   ScalarAttrs attrs{alpha};
   dispatch(op, compute, in, outs, &attrs);
@@ -91,7 +95,7 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
       }, /*needs_old_value=*/op != OpId::Add && op != OpId::Sub))
     return a;
   const MemoryFormat fmt = inplace_format(a);
-  const Tensor in[] = {kernel_view(a, fmt), kernel_view(b.to(a.dtype()).expand(a.shape()), fmt)};
+  const Tensor in[] = {kernel_view(a, fmt), kernel_view(broadcast_to(b.to(a.dtype()), a.shape()), fmt)};
   Tensor outs[] = {kernel_view(a, fmt)};
   ScalarAttrs attrs{alpha};
   dispatch(op, a.dtype(), in, outs, &attrs);
@@ -154,8 +158,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const DType dt = promote_types(a.dtype(), b.dtype());
   const MemoryFormat fmt = result_format(shape, {&cond, &a, &b});
   Tensor out = empty(shape, TensorOptions(dt).device(dev), fmt);
-  const Tensor in[] = {kernel_view(cond.expand(shape), fmt), kernel_view(a.to(dt).expand(shape), fmt),
-                       kernel_view(b.to(dt).expand(shape), fmt)};
+  const Tensor in[] = {kernel_view(broadcast_to(cond, shape), fmt), kernel_view(broadcast_to(a.to(dt), shape), fmt),
+                       kernel_view(broadcast_to(b.to(dt), shape), fmt)};
   Tensor outs[] = {kernel_view(out, fmt)};
   dispatch(OpId::Where, dt, in, outs);
   autograd::record_where(out, cond, a, b);
