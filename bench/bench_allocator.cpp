@@ -40,6 +40,17 @@ void BM_empty_tensors_1000(benchmark::State& state) {
 }
 BENCHMARK(BM_empty_tensors_1000)->Unit(benchmark::kMicrosecond);
 
+// Every block from the caching allocator (>= 1 MiB on the CPU), as on a GPU.
+void BM_empty_tensors_1000_cached(benchmark::State& state) {
+  for (auto _ : state) {
+    std::vector<Tensor> xs;
+    xs.reserve(1000);
+    for (int i = 0; i < 1000; ++i) xs.push_back(empty({floats_of(i) + (int64_t(1) << 18)}));
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+BENCHMARK(BM_empty_tensors_1000_cached)->Unit(benchmark::kMicrosecond);
+
 // The host-side cost of one small op end to end (front end, dispatch, output tensor).
 void BM_add_1_element_cpu(benchmark::State& state) {
   Tensor a = randn({1}), b = randn({1});

@@ -1,9 +1,10 @@
 // The generic caching allocator (src/memory) over a fake raw allocator that hands out
-// host memory up to a fixed capacity and records every call.
+// host memory up to a fixed capacity and records every call; and its live-block table.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <map>
+#include <random>
 
 #include "kiln/error.h"
 #include "src/memory/caching_allocator.h"
@@ -170,4 +171,42 @@ TEST(CachingAllocator, RejectsForeignPointers) {
   CachingAllocator a("fake:0", dev.raw());
   int x = 0;
   EXPECT_THROW(a.deallocate(&x), kiln::Error);
+}
+
+// The live-block table against std::map under random inserts and erases of 512-byte
+// aligned addresses (clustered, so probe runs collide, wrap around and grow the table).
+TEST(PointerTable, MatchesAMapUnderRandomInsertsAndErases) {
+  kiln::memory::PointerTable<int> table;
+  std::map<const void*, int> ref;
+  std::mt19937_64 rng(7);
+  auto addr = [&] { return reinterpret_cast<const void*>(uintptr_t(0x10000) + (rng() % 3000) * 512); };
+  for (int step = 0; step < 200000; ++step) {
+    const void* k = addr();
+    if (rng() % 3 != 0) {
+      const int v = int(rng() % 1000);
+      table.insert(k, v);
+      ref[k] = v;
+    } else if (ref.count(k)) {
+      table.erase(k);
+      ref.erase(k);
+    }
+    if (step % 997 == 0) {
+      ASSERT_EQ(table.size(), ref.size());
+      for (const auto& [key, v] : ref) {
+        const int* got = table.find(key);
+        ASSERT_NE(got, nullptr);
+        ASSERT_EQ(*got, v);
+      }
+      size_t seen = 0;
+      table.for_each([&](const void* key, int v) {
+        ++seen;
+        ASSERT_EQ(ref.at(key), v);
+      });
+      ASSERT_EQ(seen, ref.size());
+    }
+  }
+  for (int i = 0; i < 100; ++i) {
+    const void* k = addr();
+    ASSERT_EQ(table.find(k) != nullptr, ref.count(k) == 1);
+  }
 }

@@ -94,7 +94,7 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
     pool.insert(tail);
   }
   b->allocated = true;
-  live_[b->ptr] = b;
+  live_.insert(b->ptr, b);
   stats_.allocated_bytes += int64_t(b->size);
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   return b->ptr;
@@ -103,10 +103,10 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
 void CachingAllocator::deallocate(void* ptr) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = live_.find(ptr);
-  KILN_CHECK(it != live_.end(), "free", "pointer was not allocated by the ", device_name_, " caching allocator");
-  Block* b = it->second;
-  live_.erase(it);
+  Block** found = live_.find(ptr);
+  KILN_CHECK(found != nullptr, "free", "pointer was not allocated by the ", device_name_, " caching allocator");
+  Block* b = *found;
+  live_.erase(ptr);
   ++stats_.free_count;
   stats_.allocated_bytes -= int64_t(b->size);
   b->allocated = false;
@@ -173,8 +173,9 @@ size_t CachingAllocator::segment_count() const {
   std::lock_guard<std::mutex> lock(mutex_);
   // Segments are the blocks with no predecessor, live or free.
   size_t n = 0;
-  for (const auto& [p, b] : live_)
+  live_.for_each([&](const void*, const Block* b) {
     if (!b->prev) ++n;
+  });
   for (const FreeSet* pool : {&small_free_, &large_free_})
     for (const Block* b : *pool)
       if (!b->prev) ++n;

@@ -16,15 +16,57 @@
 #include <set>
 #include <vector>
 #include <string>
-#include <unordered_map>
 
 #include "kiln/backend.h"
+#include "src/memory/pointer_table.h"
 
 namespace kiln::memory {
 
 struct RawAllocator {
   std::function<void*(size_t)> alloc;       // returns null when the device is full
   std::function<void(void*, size_t)> free;
+};
+
+// Keeps the freed nodes of one node-based container type for reuse: std::set allocates
+// a node per insert, and the free-block sets insert and erase on every allocate/free.
+struct NodeCache {
+  std::vector<void*> spare;
+  size_t node_size = 0;  // the one node size cached (set by the first node returned)
+  NodeCache() = default;
+  NodeCache(const NodeCache&) = delete;
+  NodeCache& operator=(const NodeCache&) = delete;
+  ~NodeCache() {
+    for (void* p : spare) ::operator delete(p);
+  }
+};
+
+template <typename T>
+struct RecyclingAllocator {
+  using value_type = T;
+  NodeCache* cache;
+  explicit RecyclingAllocator(NodeCache* c) : cache(c) {}
+  template <typename U>
+  RecyclingAllocator(const RecyclingAllocator<U>& o) : cache(o.cache) {}
+  T* allocate(size_t n) {
+    if (n == 1 && cache->node_size == sizeof(T) && !cache->spare.empty()) {
+      void* p = cache->spare.back();
+      cache->spare.pop_back();
+      return static_cast<T*>(p);
+    }
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) {
+    if (n == 1 && (cache->node_size == 0 || cache->node_size == sizeof(T))) {
+      cache->node_size = sizeof(T);
+      cache->spare.push_back(p);
+      return;
+    }
+    ::operator delete(p);
+  }
+  template <typename U>
+  bool operator==(const RecyclingAllocator<U>& o) const {
+    return cache == o.cache;
+  }
 };
 
 class CachingAllocator {
@@ -73,9 +115,10 @@ class CachingAllocator {
       return a->ptr < b->ptr;
     }
   };
-  // Block records are recycled (spare_blocks_) rather than new'd and deleted per split
-  // and merge. (A pool resource for the containers' nodes measured slower than malloc.)
-  using FreeSet = std::set<Block*, BySize>;
+  // Nothing on the allocate/free path touches the system heap once warm: block records
+  // (spare_blocks_) and the sets' nodes (nodes_) are recycled, live blocks sit in an
+  // open-addressing table. (std::pmr's pool resource measured slower than malloc.)
+  using FreeSet = std::set<Block*, BySize, RecyclingAllocator<Block*>>;
 
   Block* take_free(FreeSet& pool, size_t size, uintptr_t stream);
   Block* new_segment(size_t segment_bytes, size_t request, bool small, uintptr_t stream);
@@ -87,8 +130,10 @@ class CachingAllocator {
   std::string device_name_;
   RawAllocator raw_;
   mutable std::mutex mutex_;
-  FreeSet small_free_, large_free_;
-  std::unordered_map<void*, Block*> live_;
+  NodeCache nodes_;  // declared before the sets, which return their nodes to it
+  FreeSet small_free_{BySize{}, RecyclingAllocator<Block*>(&nodes_)};
+  FreeSet large_free_{BySize{}, RecyclingAllocator<Block*>(&nodes_)};
+  PointerTable<Block*> live_;
   std::vector<Block*> spare_blocks_;
   MemoryStats stats_;
 };
