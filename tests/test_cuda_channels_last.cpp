@@ -191,6 +191,8 @@ TEST(CudaChannelsLast, ElementwiseKeepsTheLayout) {
     Tensor ip = xg.clone();
     ip.add_(bg);
     check(ip, x + bias, "add_");
+    check(cat({xg, yg}, 1), cat({x, y}, 1), "cat dim 1");
+    check(cat({xg, yg}, 3), cat({x, y}, 3), "cat dim 3");
   }
 }
 

@@ -444,6 +444,23 @@ TEST(MemoryFormat, GradFollowsTheLeafsLayout) {
   EXPECT_EQ(values(p.grad()), values(c.t()));
 }
 
+// cat keeps channels-last when every part is (PyTorch's rule), along every dim.
+TEST(CatChannelsLast, KeepsTheLayoutWhenEveryPartHasIt) {
+  Tensor a = rnd({2, 3, 4, 5}), b = rnd({2, 3, 4, 5});
+  for (int64_t d = 0; d < 4; ++d) {
+    Tensor want = cat({a, b}, d);  // NCHW
+    Tensor got = cat({a.to(kCL), b.to(kCL)}, d);
+    EXPECT_TRUE(got.is_contiguous(kCL)) << d;
+    EXPECT_EQ(values(got), values(want)) << d;
+    // by hand: the second half along d is b
+    const Tensor second = got.narrow(d, a.size(d), b.size(d));
+    EXPECT_EQ(values(second), values(b)) << d;
+    Tensor mixed = cat({a.to(kCL), b}, d);
+    EXPECT_TRUE(mixed.is_contiguous()) << d;
+    EXPECT_EQ(values(mixed), values(want)) << d;
+  }
+}
+
 // ---------------------------------------------------------------- modules
 
 // module.to(channels_last) restrides the conv weight; a training step (conv, batch_norm,

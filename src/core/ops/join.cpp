@@ -42,12 +42,20 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                  shape_str(ref->shape()), " vs ", shape_str(t.shape()), " (tensor ", i, ", dim ", k, ")");
     out_shape[size_t(d)] += t.size(d);
   }
-  Tensor out = detail::new_output(out_shape, dt, dev);
+  // PyTorch's layout: channels-last when every part suggests it. The kernel then gets
+  // [N, H, W, C] views (contiguous there) and the matching dim.
+  bool cl = out_shape.size() == 4;
+  for (const Tensor& t : tensors)
+    if (!skipped_in_cat(t)) cl = cl && t.suggest_memory_format() == MemoryFormat::ChannelsLast;
+  const MemoryFormat fmt = cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  auto kernel_view = [&](const Tensor& t) { return cl ? t.detach().permute({0, 2, 3, 1}) : t; };
+  Tensor out = empty(out_shape, TensorOptions(dt).device(dev), fmt);
   if (out.numel() == 0) return out;
   for (const Tensor& t : tensors)
-    if (!skipped_in_cat(t) && t.numel() > 0) parts.push_back(t.to(dt).contiguous());
-  DimAttrs attrs{d};
-  Tensor outs[] = {out};
+    if (!skipped_in_cat(t) && t.numel() > 0) parts.push_back(kernel_view(t.to(dt).contiguous(fmt)));
+  constexpr int64_t kNhwcDim[4] = {0, 3, 1, 2};  // where NCHW dim d sits in [N, H, W, C]
+  DimAttrs attrs{cl ? kNhwcDim[d] : d};
+  Tensor outs[] = {kernel_view(out)};
   dispatch(OpId::Cat, dt, parts, outs, &attrs);
   autograd::record_cat(out, tensors, d);
   return out;
