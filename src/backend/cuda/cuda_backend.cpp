@@ -94,7 +94,7 @@ class CudaBackend final : public Backend {
     cudaRuntimeGetVersion(&runtime);
     info.details = "sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
                    std::to_string(p.l2CacheSize >> 20) + " MiB L2, driver " + version_str(driver) +
-                   ", runtime " + version_str(runtime);
+                   ", runtime " + version_str(runtime) + ", " + library_versions();
     return info;
   }
 

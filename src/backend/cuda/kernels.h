@@ -1,6 +1,8 @@
 #pragma once
 // Registration functions of the CUDA kernel families, one per file, called by
 // cuda_backend.cpp.
+#include <string>
+
 #include "kiln/dispatch.h"
 #include "kiln/shape.h"
 
@@ -33,6 +35,8 @@ void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, 
 // when an element of the int32/int64 device tensor idx is outside [0, bound); run before a
 // kernel writes anything (index.cu). Waits for the device stream.
 void check_index_range(const char* op, const Tensor& idx, int64_t bound, int64_t dim, const Shape& indexed_shape);
+// "cuDNN 9.14.0, cuBLASLt 13.0.0, NCCL 2.27.3": the libraries loaded (library_versions.cpp).
+std::string library_versions();
 // Runs the op's CPU kernel on CPU copies of the arguments and copies the outputs back
 // (for attribute combinations a CUDA kernel does not cover).
 void run_on_cpu(const KernelArgs& args);
