@@ -12,18 +12,12 @@
 #include "kiln/memory.h"
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 
 namespace {
-const Device kGpu{DeviceType::Cuda, 0};
-
-#define REQUIRE_CUDA()                                                         \
-  do {                                                                         \
-    if (!device_manager().is_available(DeviceType::Cuda))                      \
-      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda);   \
-  } while (0)
-
 std::vector<double> iota_values(int64_t n, double scale = 0.37, double shift = -3) {
   std::vector<double> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = shift + scale * double((i * 7919) % 97);

@@ -12,18 +12,12 @@
 #include "kiln/ops.h"
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 
 namespace {
-
-const Device kGpu{DeviceType::Cuda, 0};
-
-#define REQUIRE_CUDA()                                                       \
-  do {                                                                       \
-    if (!device_manager().is_available(DeviceType::Cuda))                    \
-      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda); \
-  } while (0)
 
 struct Case {
   int64_t B, L, S, E, Ev;

@@ -11,12 +11,12 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/tensor.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 
 namespace {
-
-const Device kGpu{DeviceType::Cuda, 0};
 
 double max_rel_diff(const std::vector<double>& got, const std::vector<double>& want) {
   double worst = 0;
@@ -88,8 +88,7 @@ void check_training_step(const Shape& shape, DType dt, double tol) {
 }  // namespace
 
 TEST(CudaBatchNorm, TrainingStepMatchesNaiveLoops) {
-  if (!device_manager().is_available(DeviceType::Cuda))
-    GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda);
+  REQUIRE_CUDA();
   for (const Shape& s : std::vector<Shape>{{256, 4, 28, 28}, {3, 5, 7}, {64, 3}, {2, 700, 9, 9}, {1, 2, 3000}})
     check_training_step(s, DType::Float32, 2e-3);
   check_training_step({64, 8, 17, 3}, DType::Float64, 1e-9);

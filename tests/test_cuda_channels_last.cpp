@@ -13,19 +13,14 @@
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
 #include "tests/support/conv_reference.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 using kiln::testing::ConvGeometry;
 
 namespace {
-const Device kGpu{DeviceType::Cuda, 0};
 constexpr MemoryFormat kCL = MemoryFormat::ChannelsLast;
-
-#define REQUIRE_CUDA()                                                       \
-  do {                                                                       \
-    if (!device_manager().is_available(DeviceType::Cuda))                    \
-      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda); \
-  } while (0)
 
 std::vector<double> values(const Tensor& t) { return t.to(kCpu).to(DType::Float64).contiguous().to_vector<double>(); }
 

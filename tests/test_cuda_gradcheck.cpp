@@ -10,22 +10,17 @@
 #include "kiln/nn/loss.h"
 #include "kiln/ops.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 using kiln::testing::grad_input;
 using kiln::testing::grad_input_away_from_zero;
 using In = std::vector<Tensor>;
 
 namespace {
 
-const Device kGpu{DeviceType::Cuda, 0};
 Tensor gpu(const Tensor& t) { return t.to(kGpu); }
-
-#define REQUIRE_CUDA()                                                       \
-  do {                                                                       \
-    if (!device_manager().is_available(DeviceType::Cuda))                    \
-      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda); \
-  } while (0)
 
 // fn on GPU copies of the inputs, its result brought back for the finite differences.
 ::testing::AssertionResult gradcheck_on_gpu(const std::function<Tensor(const In&)>& fn, const In& inputs,

@@ -18,19 +18,13 @@
 #include "kiln/tensor.h"
 #include "tests/support/expect_error.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/cuda_test.h"
 
 using namespace kiln;
+using kiln::testing::kGpu;
 using kiln::testing::expect_error;
 
 namespace {
-const Device kGpu{DeviceType::Cuda, 0};
-
-#define REQUIRE_CUDA()                                                       \
-  do {                                                                       \
-    if (!device_manager().is_available(DeviceType::Cuda))                    \
-      GTEST_SKIP() << device_manager().unavailable_reason(DeviceType::Cuda); \
-  } while (0)
-
 // Runs the scope under GpuOnly: an op without a CUDA kernel raises instead of falling back.
 struct GpuOnlyScope {
   ExecutionStrategy saved = execution_strategy();
