@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -279,4 +280,93 @@ TEST(ExecutionStrategy, DefaultIsComputeWhereTheDataLivesAndNegativeThresholdRai
   EXPECT_EQ(execution_strategy().gpu_threshold, INT64_MAX);
   EXPECT_EQ(ExecutionStrategy::cpu_only().str(), "CpuOnly");
   EXPECT_EQ(ExecutionStrategy::hybrid(10).str(), "Hybrid{gpu_threshold=10}");
+}
+
+// ---- op dtype declarations (ops.def) -------------------------------------------------
+
+// The CPU is the reference backend: it has a kernel for every dtype every op declares,
+// and no backend (CUDA too, when compiled in) has one for a dtype its op does not declare.
+TEST(OpDTypes, CpuCoversEveryDeclaredDTypeAndNoBackendMore) {
+  for (int o = 0; o < kNumOps; ++o) {
+    const OpId op = OpId(o);
+    EXPECT_NE(op_dtypes(op), 0u) << op_name(op);
+    for (int t = 0; t < kNumDTypes; ++t) {
+      const bool declared = op_dtypes(op) & dtype_bit(DType(t));
+      EXPECT_EQ(kernel_registry().supports(DeviceType::Cpu, op, DType(t)), declared)
+          << op_name(op) << " " << dtype_name(DType(t));
+      for (int d = 0; d < kNumDeviceTypes; ++d)
+        if (!declared) EXPECT_FALSE(kernel_registry().supports(DeviceType(d), op, DType(t))) << op_name(op);
+    }
+  }
+}
+
+// PyTorch's categories, written out independently of ops.def.
+TEST(OpDTypes, DeclarationsFollowTheOpsMeaning) {
+  const DTypeSet floating = dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16});
+  const DTypeSet numeric = floating | dtypes({DType::Int32, DType::Int64});
+  EXPECT_EQ(op_dtypes(OpId::Add), numeric | dtype_bit(DType::Bool));
+  EXPECT_EQ(op_dtypes(OpId::Sub), numeric);  // bool subtraction is an error in PyTorch
+  EXPECT_EQ(op_dtypes(OpId::Div), floating);  // the front end promotes integers first
+  EXPECT_EQ(op_dtypes(OpId::LogicalNot), dtype_bit(DType::Bool));
+  EXPECT_EQ(op_dtypes(OpId::OneHot), dtypes({DType::Int32, DType::Int64}));
+  EXPECT_EQ(op_dtypes(OpId::Matmul), numeric);
+  EXPECT_EQ(op_dtypes(OpId::Conv2d), floating);
+  EXPECT_EQ(dtype_set_str(op_dtypes(OpId::Mean)), "float32, float64, float16, bfloat16");
+}
+
+namespace {
+std::atomic<int> probe_calls{0};
+void probe_kernel(const KernelArgs&) { ++probe_calls; }
+
+// The message dispatch raises for op on int32 tensors on dev (which must leave them unchanged).
+std::string dispatch_int32_error(OpId op, Device dev) {
+  // (made on the CPU: the fake backend has no fill kernel)
+  Tensor a = full({3}, 2, DType::Int32).to(dev), out = zeros({3}, DType::Int32).to(dev);
+  const Tensor in[] = {a, a};
+  Tensor outs[] = {out};
+  try {
+    dispatch(op, in, outs);
+  } catch (const Error& e) {
+    EXPECT_EQ(a.to(kCpu).to_vector<int32_t>(), (std::vector<int32_t>{2, 2, 2}));
+    EXPECT_EQ(out.to(kCpu).to_vector<int32_t>(), (std::vector<int32_t>{0, 0, 0}));
+    return e.what();
+  }
+  ADD_FAILURE() << op_name(op) << " ran for int32 on " << dev.str();
+  return "";
+}
+}  // namespace
+
+// One message for a dtype the op does not declare, whatever the device and the strategy.
+TEST_F(FakeGpu, UndeclaredDTypeRaisesOneMessageOnEveryDevice) {
+  const std::string on_cpu = dispatch_int32_error(OpId::Div, kCpu);
+  EXPECT_TRUE(contains(on_cpu, "[div] does not support dtype int32 (supported: float32, float64, float16, bfloat16)"))
+      << on_cpu;
+  EXPECT_EQ(dispatch_int32_error(OpId::Div, kFakeGpu), on_cpu);
+  set_execution_strategy(ExecutionStrategy::gpu_only());
+  EXPECT_EQ(dispatch_int32_error(OpId::Div, kFakeGpu), on_cpu);
+  EXPECT_EQ(dispatch_int32_error(OpId::Div, kCpu), on_cpu);
+}
+
+// add() without dtypes registers the op's declaration; with a set, only its declared part.
+TEST_F(FakeGpu, RegistrationDefaultsToTheDeclaredDTypes) {
+  KernelRegistry& r = kernel_registry();
+  r.add(kFakeGpu.type, OpId::Mul, probe_kernel);
+  r.add(kFakeGpu.type, OpId::Sub, probe_kernel, kAllDTypes);  // bool is not declared for sub
+  r.add(kFakeGpu.type, OpId::Maximum, probe_kernel, dtype_bit(DType::Int64));
+  for (int t = 0; t < kNumDTypes; ++t) {
+    const DType dt = DType(t);
+    EXPECT_EQ(r.supports(kFakeGpu.type, OpId::Mul, dt), bool(op_dtypes(OpId::Mul) & dtype_bit(dt)));
+    EXPECT_EQ(r.supports(kFakeGpu.type, OpId::Sub, dt), dt != DType::Bool) << dtype_name(dt);
+    EXPECT_EQ(r.supports(kFakeGpu.type, OpId::Maximum, dt), dt == DType::Int64) << dtype_name(dt);
+  }
+  // A subset: the registered dtype runs on the device, the others fall back to the CPU.
+  probe_calls = 0;
+  Tensor i = full({2}, 3, DType::Int64).to(kFakeGpu);
+  (void)maximum(i, i);
+  EXPECT_EQ(probe_calls, 1);
+  Tensor f = full({2}, 3.0, DType::Float32).to(kFakeGpu);
+  Tensor m = maximum(f, f);
+  EXPECT_EQ(probe_calls, 1);
+  EXPECT_EQ(m.device(), kFakeGpu);
+  EXPECT_EQ(m.to(kCpu).to_vector<float>(), (std::vector<float>{3, 3}));
 }

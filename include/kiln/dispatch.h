@@ -19,14 +19,39 @@ namespace kiln {
 
 class Tensor;
 
+// Bitmask of dtypes (an op's or a kernel's accepted key dtypes).
+using DTypeSet = uint32_t;
+constexpr DTypeSet dtype_bit(DType t) { return 1u << unsigned(t); }
+constexpr DTypeSet dtypes(std::initializer_list<DType> ts) {
+  DTypeSet s = 0;
+  for (DType t : ts) s |= dtype_bit(t);
+  return s;
+}
+// The sets ops.def declares ops with (its third column names them without k...DTypes).
+inline constexpr DTypeSet kAllDTypes = (1u << kNumDTypes) - 1;
+inline constexpr DTypeSet kNumericDTypes = kAllDTypes & ~dtype_bit(DType::Bool);
+inline constexpr DTypeSet kFloatingDTypes =
+    dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16});
+inline constexpr DTypeSet kBoolDTypes = dtype_bit(DType::Bool);
+inline constexpr DTypeSet kIndexDTypes = dtypes({DType::Int32, DType::Int64});
+std::string dtype_set_str(DTypeSet s);  // "float32, float64" (in DType order)
+
 enum class OpId : uint16_t {
-#define KILN_OP(id, name) id,
+#define KILN_OP(id, name, accepted) id,
 #include "kiln/ops.def"
 #undef KILN_OP
   Count_
 };
 inline constexpr int kNumOps = int(OpId::Count_);
 const char* op_name(OpId op);
+
+// The key dtypes op accepts, as ops.def declares them (the same on every device).
+inline constexpr DTypeSet kOpDTypes[kNumOps] = {
+#define KILN_OP(id, name, accepted) k##accepted##DTypes,
+#include "kiln/ops.def"
+#undef KILN_OP
+};
+constexpr DTypeSet op_dtypes(OpId op) { return kOpDTypes[int(op)]; }
 
 struct KernelArgs {
   OpId op;
@@ -38,22 +63,13 @@ struct KernelArgs {
 };
 using Kernel = void (*)(const KernelArgs&);
 
-// Bitmask of dtypes a kernel accepts.
-using DTypeSet = uint32_t;
-constexpr DTypeSet dtype_bit(DType t) { return 1u << unsigned(t); }
-constexpr DTypeSet dtypes(std::initializer_list<DType> ts) {
-  DTypeSet s = 0;
-  for (DType t : ts) s |= dtype_bit(t);
-  return s;
-}
-inline constexpr DTypeSet kAllDTypes = (1u << kNumDTypes) - 1;
-inline constexpr DTypeSet kFloatingDTypes =
-    dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16});
-
 class KernelRegistry {
  public:
-  // Registers fn for op on device type, for the given dtypes of its key tensor.
-  void add(DeviceType device, OpId op, Kernel fn, DTypeSet accepted = kAllDTypes);
+  // Registers fn for op on device type, for every dtype the op declares (op_dtypes), or
+  // for a subset of them (the dispatcher falls back to the CPU for the rest). Dtypes
+  // outside the declaration are never registered.
+  void add(DeviceType device, OpId op, Kernel fn) { add(device, op, fn, op_dtypes(op)); }
+  void add(DeviceType device, OpId op, Kernel fn, DTypeSet subset);
   // The kernel for op on device and dtype, or null.
   Kernel find(DeviceType device, OpId op, DType dtype) const;
   bool supports(DeviceType device, OpId op, DType dtype) const { return find(device, op, dtype) != nullptr; }
@@ -93,7 +109,8 @@ void set_execution_strategy(ExecutionStrategy s);
 
 // Runs op on the device its inputs live on (or where the strategy sends it). The key
 // dtype (which kernel entry applies) is inputs[0]'s, or outputs[0]'s when there are no
-// inputs, unless given.
+// inputs, unless given. A key dtype outside op_dtypes(op) raises kiln::Error
+// "[op] does not support dtype ..." on every device.
 void dispatch(OpId op, std::span<const Tensor> inputs, std::span<Tensor> outputs,
               const void* attrs = nullptr);
 void dispatch(OpId op, DType key, std::span<const Tensor> inputs, std::span<Tensor> outputs,

@@ -14,15 +14,22 @@ namespace kiln {
 
 const char* op_name(OpId op) {
   static const char* const names[] = {
-#define KILN_OP(id, name) name,
+#define KILN_OP(id, name, accepted) name,
 #include "kiln/ops.def"
 #undef KILN_OP
   };
   return int(op) < kNumOps ? names[int(op)] : "unknown-op";
 }
 
-void KernelRegistry::add(DeviceType device, OpId op, Kernel fn, DTypeSet accepted) {
-  table_[int(device)][int(op)] = Entry{fn, accepted};
+std::string dtype_set_str(DTypeSet s) {
+  std::string out;
+  for (int t = 0; t < kNumDTypes; ++t)
+    if (s & dtype_bit(DType(t))) out += (out.empty() ? "" : ", ") + std::string(dtype_name(DType(t)));
+  return out;
+}
+
+void KernelRegistry::add(DeviceType device, OpId op, Kernel fn, DTypeSet subset) {
+  table_[int(device)][int(op)] = Entry{fn, subset & op_dtypes(op)};
 }
 
 void KernelRegistry::remove_device(DeviceType device) {
@@ -110,6 +117,8 @@ void dispatch(OpId op, std::span<const Tensor> inputs, std::span<Tensor> outputs
 
 void dispatch(OpId op, DType key, std::span<const Tensor> inputs, std::span<Tensor> outputs, const void* attrs) {
   KILN_CHECK(!inputs.empty() || !outputs.empty(), op_name(op), "dispatch needs a tensor");
+  KILN_CHECK(op_dtypes(op) & dtype_bit(key), op_name(op), "does not support dtype ", dtype_name(key),
+             " (supported: ", dtype_set_str(op_dtypes(op)), ")");
   const Device home = inputs.empty() ? outputs[0].device() : inputs[0].device();
   int64_t work = 0;
   for (const Tensor& t : inputs) {

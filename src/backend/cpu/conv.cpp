@@ -359,10 +359,10 @@ void conv_transpose2d_kernel(const KernelArgs& a) {
 }  // namespace
 
 void register_conv_kernels(KernelRegistry& r) {
-  r.add(DeviceType::Cpu, OpId::Conv2d, conv2d_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::Conv2dBackwardInput, conv2d_backward_input_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::Conv2dBackwardWeight, conv2d_backward_weight_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::ConvTranspose2d, conv_transpose2d_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::Conv2d, conv2d_kernel);
+  r.add(DeviceType::Cpu, OpId::Conv2dBackwardInput, conv2d_backward_input_kernel);
+  r.add(DeviceType::Cpu, OpId::Conv2dBackwardWeight, conv2d_backward_weight_kernel);
+  r.add(DeviceType::Cpu, OpId::ConvTranspose2d, conv_transpose2d_kernel);
 }
 
 }  // namespace kiln::cpu

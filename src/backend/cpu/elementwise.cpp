@@ -298,29 +298,25 @@ void activation_backward_kernel(const KernelArgs& a) {
 
 }  // namespace
 
+// Each kernel covers every dtype its op declares in ops.def.
 void register_elementwise(KernelRegistry& r) {
   const DeviceType cpu = DeviceType::Cpu;
-  const DTypeSet numeric = kAllDTypes & ~dtype_bit(DType::Bool);
   r.add(cpu, OpId::Copy, copy_kernel);
   r.add(cpu, OpId::Fill, fill_kernel);
-  r.add(cpu, OpId::Arange, arange_kernel, numeric);
-  for (OpId op : {OpId::RandomUniform, OpId::RandomNormal}) r.add(cpu, op, random_kernel, kFloatingDTypes);
-  r.add(cpu, OpId::RandomInt, random_kernel, numeric);
-  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp}) r.add(cpu, op, unary_kernel, numeric);
-  r.add(cpu, OpId::LogicalNot, unary_kernel, dtype_bit(DType::Bool));
-  for (OpId op : {OpId::Exp, OpId::Log, OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh,
-                  OpId::Sigmoid, OpId::Silu, OpId::Gelu, OpId::GeluTanh})
-    r.add(cpu, op, unary_kernel, kFloatingDTypes);
-  for (OpId op : {OpId::Add, OpId::Mul, OpId::Maximum, OpId::Minimum}) r.add(cpu, op, binary_kernel);
-  r.add(cpu, OpId::Sub, binary_kernel, numeric);
-  r.add(cpu, OpId::Pow, binary_kernel, numeric);
-  r.add(cpu, OpId::Div, binary_kernel, kFloatingDTypes);
+  r.add(cpu, OpId::Arange, arange_kernel);
+  for (OpId op : {OpId::RandomUniform, OpId::RandomNormal, OpId::RandomInt}) r.add(cpu, op, random_kernel);
+  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp, OpId::LogicalNot, OpId::Exp, OpId::Log,
+                  OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh, OpId::Sigmoid,
+                  OpId::Silu, OpId::Gelu, OpId::GeluTanh})
+    r.add(cpu, op, unary_kernel);
+  for (OpId op : {OpId::Add, OpId::Sub, OpId::Mul, OpId::Div, OpId::Pow, OpId::Maximum, OpId::Minimum})
+    r.add(cpu, op, binary_kernel);
   for (OpId op : {OpId::Eq, OpId::Ne, OpId::Lt, OpId::Le, OpId::Gt, OpId::Ge, OpId::LogicalAnd, OpId::LogicalOr})
     r.add(cpu, op, compare_kernel);
   r.add(cpu, OpId::Where, where_kernel);
   for (OpId op : {OpId::ReluBackward, OpId::SigmoidBackward, OpId::TanhBackward, OpId::SiluBackward,
                   OpId::GeluBackward, OpId::GeluTanhBackward})
-    r.add(cpu, op, activation_backward_kernel, kFloatingDTypes);
+    r.add(cpu, op, activation_backward_kernel);
 }
 
 }  // namespace kiln::cpu

@@ -150,8 +150,7 @@ void matmul_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_linalg(KernelRegistry& r) {
-  r.add(DeviceType::Cpu, OpId::Matmul, matmul_kernel,
-        dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32, DType::Int64}));
+  r.add(DeviceType::Cpu, OpId::Matmul, matmul_kernel);
   register_conv_kernels(r);
   register_pool_kernels(r);
 }

@@ -283,11 +283,11 @@ void register_nn_attention(KernelRegistry& r) {
   r.add(DeviceType::Cpu, OpId::Attention, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[0].dtype(), "scaled_dot_product_attention",
                            [&]<typename T>() { attention_forward_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
   r.add(DeviceType::Cpu, OpId::AttentionBackward, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[1].dtype(), "scaled_dot_product_attention_backward",
                            [&]<typename T>() { attention_backward_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
 }
 
 }  // namespace kiln::cpu

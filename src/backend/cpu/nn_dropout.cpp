@@ -32,7 +32,7 @@ void dropout_typed(const KernelArgs& a) {
 void register_nn_dropout(KernelRegistry& r) {
   r.add(DeviceType::Cpu, OpId::Dropout, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[0].dtype(), "dropout", [&]<typename T>() { dropout_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
 }
 
 }  // namespace kiln::cpu

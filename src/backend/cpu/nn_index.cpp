@@ -195,9 +195,6 @@ void embedding_backward_typed(const KernelArgs& a) {
   for (int64_t i = 0; i < v * dim; ++i) o[i] = T(acc[size_t(i)]);
 }
 
-constexpr DTypeSet kNumeric = dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16,
-                                      DType::Int32, DType::Int64});
-
 }  // namespace
 
 void register_nn_index(KernelRegistry& r) {
@@ -205,7 +202,7 @@ void register_nn_index(KernelRegistry& r) {
   r.add(cpu, OpId::Cat, cat_kernel);
   r.add(cpu, OpId::IndexSelect, index_select_kernel);
   r.add(cpu, OpId::Embedding, embedding_kernel);
-  r.add(cpu, OpId::OneHot, one_hot_kernel, dtypes({DType::Int32, DType::Int64}));
+  r.add(cpu, OpId::OneHot, one_hot_kernel);
   r.add(cpu, OpId::Gather, [](const KernelArgs& a) {
     KILN_DISPATCH_DTYPE(a.inputs[0].dtype(), "gather", [&]<typename T>() { gather_typed<T>(a); });
   });
@@ -214,17 +211,17 @@ void register_nn_index(KernelRegistry& r) {
       if constexpr (std::is_same_v<T, bool>) KILN_FAIL("index_add", "not supported for bool");
       else index_add_typed<T>(a);
     });
-  }, kNumeric);
+  });
   r.add(cpu, OpId::ScatterAdd, [](const KernelArgs& a) {
     KILN_DISPATCH_DTYPE(a.outputs[0].dtype(), "scatter_add", [&]<typename T>() {
       if constexpr (std::is_same_v<T, bool>) KILN_FAIL("scatter_add", "not supported for bool");
       else scatter_add_typed<T>(a);
     });
-  }, kNumeric);
+  });
   r.add(cpu, OpId::EmbeddingBackward, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[0].dtype(), "embedding_backward",
                            [&]<typename T>() { embedding_backward_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
 }
 
 }  // namespace kiln::cpu

@@ -259,18 +259,18 @@ void register_nn_norm(KernelRegistry& r) {
   constexpr DeviceType cpu = DeviceType::Cpu;
   r.add(cpu, OpId::BatchNorm, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[0].dtype(), "batch_norm", [&]<typename T>() { batch_norm_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
   r.add(cpu, OpId::BatchNormBackward, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[1].dtype(), "batch_norm_backward",
                            [&]<typename T>() { batch_norm_backward_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
   r.add(cpu, OpId::LayerNorm, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[0].dtype(), "layer_norm", [&]<typename T>() { layer_norm_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
   r.add(cpu, OpId::LayerNormBackward, [](const KernelArgs& a) {
     KILN_DISPATCH_FLOATING(a.inputs[1].dtype(), "layer_norm_backward",
                            [&]<typename T>() { layer_norm_backward_typed<T>(a); });
-  }, kFloatingDTypes);
+  });
 }
 
 }  // namespace kiln::cpu

@@ -58,7 +58,7 @@ void adam_step_kernel(const KernelArgs& a) {
 }  // namespace
 
 void register_optim(KernelRegistry& r) {
-  r.add(DeviceType::Cpu, OpId::AdamStep, adam_step_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::AdamStep, adam_step_kernel);
 }
 
 }  // namespace kiln::cpu

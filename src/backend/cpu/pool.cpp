@@ -302,12 +302,12 @@ void adaptive_avg_pool2d_backward_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_pool_kernels(KernelRegistry& r) {
-  r.add(DeviceType::Cpu, OpId::MaxPool2d, max_pool2d_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::MaxPool2dBackward, max_pool2d_backward_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::AvgPool2d, avg_pool2d_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::AvgPool2dBackward, avg_pool2d_backward_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2d, adaptive_avg_pool2d_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cpu, OpId::MaxPool2d, max_pool2d_kernel);
+  r.add(DeviceType::Cpu, OpId::MaxPool2dBackward, max_pool2d_backward_kernel);
+  r.add(DeviceType::Cpu, OpId::AvgPool2d, avg_pool2d_kernel);
+  r.add(DeviceType::Cpu, OpId::AvgPool2dBackward, avg_pool2d_backward_kernel);
+  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2d, adaptive_avg_pool2d_kernel);
+  r.add(DeviceType::Cpu, OpId::AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward_kernel);
 }
 
 }  // namespace kiln::cpu

@@ -345,8 +345,8 @@ struct Arg {
 void register_reduce(KernelRegistry& r) {
   const auto cpu = DeviceType::Cpu;
   r.add(cpu, OpId::Sum, with_layout<SumRun>);
-  r.add(cpu, OpId::Mean, with_layout<MeanRun>, kFloatingDTypes);
-  r.add(cpu, OpId::Var, with_layout<VarRun>, kFloatingDTypes);
+  r.add(cpu, OpId::Mean, with_layout<MeanRun>);
+  r.add(cpu, OpId::Var, with_layout<VarRun>);
   r.add(cpu, OpId::Amax, with_layout<Extreme<true>::Run>);
   r.add(cpu, OpId::Amin, with_layout<Extreme<false>::Run>);
   r.add(cpu, OpId::MaxDim, with_layout<Arg<true, true>::Run>);

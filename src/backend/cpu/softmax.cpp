@@ -204,10 +204,10 @@ void softmax_backward_kernel(const KernelArgs& args) {
 
 void register_softmax(KernelRegistry& r) {
   const auto cpu = DeviceType::Cpu;
-  r.add(cpu, OpId::Softmax, softmax_kernel<false>, kFloatingDTypes);
-  r.add(cpu, OpId::LogSoftmax, softmax_kernel<true>, kFloatingDTypes);
-  r.add(cpu, OpId::SoftmaxBackward, softmax_backward_kernel<false>, kFloatingDTypes);
-  r.add(cpu, OpId::LogSoftmaxBackward, softmax_backward_kernel<true>, kFloatingDTypes);
+  r.add(cpu, OpId::Softmax, softmax_kernel<false>);
+  r.add(cpu, OpId::LogSoftmax, softmax_kernel<true>);
+  r.add(cpu, OpId::SoftmaxBackward, softmax_backward_kernel<false>);
+  r.add(cpu, OpId::LogSoftmaxBackward, softmax_backward_kernel<true>);
 }
 
 }  // namespace kiln::cpu

@@ -181,17 +181,15 @@ void activation_backward_kernel(const KernelArgs& a) {
 
 void register_binary(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  const DTypeSet numeric = kAllDTypes & ~dtype_bit(DType::Bool);
-  for (OpId op : {OpId::Add, OpId::Mul, OpId::Maximum, OpId::Minimum}) r.add(cu, op, binary_kernel);
-  r.add(cu, OpId::Sub, binary_kernel, numeric);
-  r.add(cu, OpId::Pow, binary_kernel, numeric);
-  r.add(cu, OpId::Div, binary_kernel, kFloatingDTypes);
+  // every dtype each op declares (ops.def)
+  for (OpId op : {OpId::Add, OpId::Sub, OpId::Mul, OpId::Div, OpId::Pow, OpId::Maximum, OpId::Minimum})
+    r.add(cu, op, binary_kernel);
   for (OpId op : {OpId::Eq, OpId::Ne, OpId::Lt, OpId::Le, OpId::Gt, OpId::Ge, OpId::LogicalAnd, OpId::LogicalOr})
     r.add(cu, op, compare_kernel);
   r.add(cu, OpId::Where, where_kernel);
   for (OpId op : {OpId::ReluBackward, OpId::SigmoidBackward, OpId::TanhBackward, OpId::SiluBackward,
                   OpId::GeluBackward, OpId::GeluTanhBackward})
-    r.add(cu, op, activation_backward_kernel, kFloatingDTypes);
+    r.add(cu, op, activation_backward_kernel);
 }
 
 }  // namespace kiln::cuda

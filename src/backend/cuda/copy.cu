@@ -118,12 +118,10 @@ void random_kernel(const KernelArgs& a) {
 
 void register_copy(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  const DTypeSet numeric = kAllDTypes & ~dtype_bit(DType::Bool);
-  r.add(cu, OpId::Copy, copy_kernel);
+  r.add(cu, OpId::Copy, copy_kernel);  // every dtype each op declares (ops.def)
   r.add(cu, OpId::Fill, fill_kernel);
-  r.add(cu, OpId::Arange, arange_kernel, numeric);
-  for (OpId op : {OpId::RandomUniform, OpId::RandomNormal}) r.add(cu, op, random_kernel, kFloatingDTypes);
-  r.add(cu, OpId::RandomInt, random_kernel, numeric);
+  r.add(cu, OpId::Arange, arange_kernel);
+  for (OpId op : {OpId::RandomUniform, OpId::RandomNormal, OpId::RandomInt}) r.add(cu, op, random_kernel);
 }
 
 }  // namespace kiln::cuda

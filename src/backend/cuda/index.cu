@@ -207,9 +207,6 @@ void one_hot_entry(const KernelArgs& a) {
   KILN_CUDA_CHECK_LAUNCH("one_hot");
 }
 
-constexpr DTypeSet kNumeric = dtypes({DType::Float32, DType::Float64, DType::Float16, DType::BFloat16,
-                                      DType::Int32, DType::Int64});
-
 }  // namespace
 
 void check_index_range(const char* op, const Tensor& idx, int64_t bound, int64_t dim, const Shape& indexed_shape) {
@@ -245,9 +242,9 @@ void check_index_range(const char* op, const Tensor& idx, int64_t bound, int64_t
 void register_index(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
   r.add(cu, OpId::Gather, gather_entry);
-  r.add(cu, OpId::ScatterAdd, scatter_add_entry, kNumeric);
-  r.add(cu, OpId::IndexAdd, index_add_entry, kNumeric);
-  r.add(cu, OpId::OneHot, one_hot_entry, dtypes({DType::Int32, DType::Int64}));
+  r.add(cu, OpId::ScatterAdd, scatter_add_entry);
+  r.add(cu, OpId::IndexAdd, index_add_entry);
+  r.add(cu, OpId::OneHot, one_hot_entry);
 }
 
 }  // namespace kiln::cuda

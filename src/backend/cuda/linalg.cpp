@@ -215,6 +215,7 @@ void matmul_kernel(const KernelArgs& args) {
 }  // namespace
 
 void register_linalg(KernelRegistry& r) {
+  // A subset of the declared dtypes: integer matmul falls back to the CPU kernel.
   r.add(DeviceType::Cuda, OpId::Matmul, matmul_kernel, kFloatingDTypes);
 }
 

@@ -221,12 +221,12 @@ void cat_entry(const KernelArgs& k) {
 
 void register_nn_kernels(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  r.add(cu, OpId::LayerNorm, layer_norm_kernel_entry, kFloatingDTypes);
-  r.add(cu, OpId::LayerNormBackward, layer_norm_backward_kernel, kFloatingDTypes);
-  r.add(cu, OpId::Dropout, dropout_entry, kFloatingDTypes);
+  r.add(cu, OpId::LayerNorm, layer_norm_kernel_entry);
+  r.add(cu, OpId::LayerNormBackward, layer_norm_backward_kernel);
+  r.add(cu, OpId::Dropout, dropout_entry);
   r.add(cu, OpId::IndexSelect, index_select_entry);
   r.add(cu, OpId::Embedding, embedding_entry);
-  r.add(cu, OpId::EmbeddingBackward, embedding_backward_entry, kFloatingDTypes);
+  r.add(cu, OpId::EmbeddingBackward, embedding_backward_entry);
   r.add(cu, OpId::Cat, cat_entry);
 }
 

@@ -92,7 +92,7 @@ void adam_entry(const KernelArgs& a) {
 }  // namespace
 
 void register_optim(KernelRegistry& r) {
-  r.add(DeviceType::Cuda, OpId::AdamStep, adam_entry, kFloatingDTypes);
+  r.add(DeviceType::Cuda, OpId::AdamStep, adam_entry);
 }
 
 }  // namespace kiln::cuda

@@ -552,12 +552,12 @@ void adaptive_avg_backward_entry(const KernelArgs& k) {
 
 void register_pool(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  r.add(cu, OpId::MaxPool2d, max_pool_entry, kFloatingDTypes);
-  r.add(cu, OpId::MaxPool2dBackward, max_pool_backward_entry, kFloatingDTypes);
-  r.add(cu, OpId::AvgPool2d, avg_pool_entry, kFloatingDTypes);
-  r.add(cu, OpId::AvgPool2dBackward, avg_pool_backward_entry, kFloatingDTypes);
-  r.add(cu, OpId::AdaptiveAvgPool2d, adaptive_avg_entry, kFloatingDTypes);
-  r.add(cu, OpId::AdaptiveAvgPool2dBackward, adaptive_avg_backward_entry, kFloatingDTypes);
+  r.add(cu, OpId::MaxPool2d, max_pool_entry);
+  r.add(cu, OpId::MaxPool2dBackward, max_pool_backward_entry);
+  r.add(cu, OpId::AvgPool2d, avg_pool_entry);
+  r.add(cu, OpId::AvgPool2dBackward, avg_pool_backward_entry);
+  r.add(cu, OpId::AdaptiveAvgPool2d, adaptive_avg_entry);
+  r.add(cu, OpId::AdaptiveAvgPool2dBackward, adaptive_avg_backward_entry);
 }
 
 }  // namespace kiln::cuda

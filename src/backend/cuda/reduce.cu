@@ -746,10 +746,10 @@ void register_reduce(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
   for (OpId op : {OpId::Sum, OpId::Amax, OpId::Amin, OpId::MaxDim, OpId::MinDim, OpId::Argmax, OpId::Argmin})
     r.add(cu, op, reduce_kernel);
-  r.add(cu, OpId::Mean, reduce_kernel, kFloatingDTypes);
-  r.add(cu, OpId::Var, reduce_kernel, kFloatingDTypes);
+  r.add(cu, OpId::Mean, reduce_kernel);
+  r.add(cu, OpId::Var, reduce_kernel);
   for (OpId op : {OpId::Softmax, OpId::LogSoftmax, OpId::SoftmaxBackward, OpId::LogSoftmaxBackward})
-    r.add(cu, op, softmax_kernel, kFloatingDTypes);
+    r.add(cu, op, softmax_kernel);
 }
 
 }  // namespace kiln::cuda

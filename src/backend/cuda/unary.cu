@@ -113,12 +113,10 @@ void unary_kernel(const KernelArgs& a) {
 
 void register_unary(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  const DTypeSet numeric = kAllDTypes & ~dtype_bit(DType::Bool);
-  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp}) r.add(cu, op, unary_kernel, numeric);
-  r.add(cu, OpId::LogicalNot, unary_kernel, dtype_bit(DType::Bool));
-  for (OpId op : {OpId::Exp, OpId::Log, OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh,
-                  OpId::Sigmoid, OpId::Silu, OpId::Gelu, OpId::GeluTanh})
-    r.add(cu, op, unary_kernel, kFloatingDTypes);
+  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp, OpId::LogicalNot, OpId::Exp, OpId::Log,
+                  OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh, OpId::Sigmoid,
+                  OpId::Silu, OpId::Gelu, OpId::GeluTanh})
+    r.add(cu, op, unary_kernel);  // every dtype the op declares (ops.def)
 }
 
 }  // namespace kiln::cuda
