@@ -39,6 +39,9 @@ Tensor target_weights(const Tensor& safe_target, const Tensor& mask, const Tenso
 struct IndexTargets {
   Tensor input, target, mask, safe_target;
   int64_t classes;
+  const char* op;
+  Shape input_shape;
+  int64_t ignore_index;
 };
 
 IndexTargets index_targets(const char* op, const Tensor& input, const Tensor& target, const Tensor& weight,
@@ -62,24 +65,36 @@ IndexTargets index_targets(const char* op, const Tensor& input, const Tensor& ta
     KILN_CHECK(weight.dim() == 1 && weight.size(0) == r.classes && weight.device() == input.device(), op,
                "weight must be a [", r.classes, "] tensor on ", input.device().str(), ", got ",
                shape_str(weight.shape()), " on ", weight.device().str());
+  r.op = op;
+  r.input_shape = input.shape();
+  r.ignore_index = ignore_index;
+  // Targets out of [0, classes) are caught by gather's range check in picked_nll, which
+  // the loss's own message then replaces: no separate check, so no host synchronisation.
   r.mask = ne(r.target, ignore_index);
-  const Tensor bad = logical_and(r.mask, logical_or(lt(r.target, 0), ge(r.target, r.classes)));
-  if (r.target.numel() > 0 && sum(bad).item<int64_t>() != 0) {
-    const Tensor t = r.target.cpu().contiguous();
-    const int64_t* v = t.data<int64_t>();
-    int64_t first = 0;
-    for (int64_t i = 0; i < t.numel(); ++i)
-      if (v[i] != ignore_index && (v[i] < 0 || v[i] >= r.classes)) { first = v[i]; break; }
-    KILN_FAIL(op, "target ", first, " is out of range for ", r.classes, " classes (input ",
-              shape_str(input.shape()), ")");
-  }
   r.safe_target = where(r.mask, r.target, zeros_like(r.target));
   return r;
 }
 
+// Raises the loss's error for the first target out of range, if there is one (a host
+// scan, on the error path only).
+void raise_if_target_out_of_range(const IndexTargets& r) {
+  const Tensor t = r.target.cpu().contiguous();
+  const int64_t* v = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (v[i] != r.ignore_index && (v[i] < 0 || v[i] >= r.classes))
+      KILN_FAIL(r.op, "target ", v[i], " is out of range for ", r.classes, " classes (input ", shape_str(r.input_shape),
+                ")");
+}
+
 // -log p[target] per position, times the target's class weight; and the weights.
 std::pair<Tensor, Tensor> picked_nll(const IndexTargets& t, const Tensor& logp, const Tensor& weight) {
-  const Tensor picked = gather(logp, 1, t.safe_target.unsqueeze(1)).squeeze(1);
+  Tensor picked;
+  try {
+    picked = gather(logp, 1, t.safe_target.unsqueeze(1)).squeeze(1);
+  } catch (const Error&) {
+    raise_if_target_out_of_range(t);
+    throw;
+  }
   const Tensor w = target_weights(t.safe_target, t.mask, weight, logp.dtype());
   return {neg(picked) * w, w};
 }
