@@ -11,14 +11,15 @@
 
 #include "kiln/device_manager.h"
 #include "kiln/dispatch.h"
+#include "kiln/nn/loss.h"
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
 #include "kiln/ops_nn_backward.h"
 #include "kiln/tensor.h"
 #include "tests/support/expect_error.h"
-#include "tests/support/gradcheck.h"
 #include "tests/support/cuda_test.h"
+#include "tests/support/gradcheck.h"
 
 using namespace kiln;
 using kiln::testing::kGpu;
@@ -218,6 +219,9 @@ TEST(CudaKernels, OutOfRangeIndicesRaiseNamingTheOpAndPositionBeforeWriting) {
   expect_error([&] { embedding(t, tensor<int32_t>({0, 0, 7}).to(kGpu)); }, "embedding", "index 7 (at position 2)");
   EXPECT_EQ(t.to_vector<double>(), t_before);
   EXPECT_EQ(bad.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 9, 1, -1}));
+  // cross_entropy's targets are checked by its gather: the error still names the loss.
+  expect_error([&] { nn::cross_entropy(t, tensor<int64_t>({1, 4, 0}).to(kGpu)); }, "cross_entropy",
+               "target 4 is out of range for 4 classes");
 }
 
 TEST(CudaKernels, AdamStepRegisteredForEveryFloatingDtype) {
