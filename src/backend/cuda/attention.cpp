@@ -6,7 +6,6 @@
 // Dropout runs the CPU kernel (run_on_cpu) so the Philox stream matches the contract.
 #include <cmath>
 #include <cstdint>
-#include <mutex>
 
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
@@ -72,9 +71,7 @@ bool fused_forward(const KernelArgs& k, const AttentionAttrs& at) {
   key.device = dev;
   key.io = dt == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
   key.B = B, key.L = L, key.S = S, key.E = E, key.Ev = Ev, key.causal = at.is_causal;
-  // The device's cuDNN handle is shared (its stream is set per call): one user at a time.
-  static std::mutex handle_mutex;
-  std::lock_guard<std::mutex> lock(handle_mutex);
+  const auto lock = cudnn_lock();
   cudnnHandle_t handle = cudnn_handle(dev, kOp);
   const dnn::Graph* plan = sdpa_forward_plan(handle, key);
   if (!plan) return false;

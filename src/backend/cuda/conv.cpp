@@ -10,7 +10,6 @@
 #include <cudnn.h>
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -33,7 +32,6 @@ void check_dnn(cudnnStatus_t s, const char* call, const char* op) {
 }
 #define KILN_DNN_CHECK(call, op) check_dnn((call), #call, op)
 
-std::mutex g_mutex;
 
 cudnnDataType_t dnn_type(DType t, const char* op) {
   switch (t) {
@@ -159,7 +157,7 @@ void add_bias(const Tensor& y, const Tensor& bias) {
 bool try_run_conv(Kind kind, const char* op, int dev, const Tensor& x, const Tensor& w, const Tensor& y,
                   const Conv2dAttrs& a) {
   CudaDeviceGuard guard(dev);
-  std::lock_guard<std::mutex> lock(g_mutex);
+  const auto lock = cudnn_lock();  // also guards g_choices
   cudnnHandle_t h = cudnn_handle(dev, op);
   const DType dt = y.dtype();
   Descs d;

@@ -5,7 +5,6 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <tuple>
 #include <vector>
 
@@ -57,20 +56,19 @@ bool run_conv_graph(ConvPass pass, const char* op, int dev, const Tensor& x, con
   if ((dt != DType::Float16 && dt != DType::BFloat16) || a.groups != 1 || x.dim() != 4) return false;
   if (!aligned16(x) || !aligned16(w) || !aligned16(y)) return false;
   CudaDeviceGuard guard(dev);
+  const auto lock = cudnn_lock();  // also guards the plan cache below
   cudnnHandle_t h = cudnn_handle(dev, op);
   const std::vector<void*> ptrs{x.data_ptr(), w.data_ptr(), y.data_ptr()};
   const std::vector<int64_t> padding{a.padding[0], a.padding[1]}, stride{a.stride[0], a.stride[1]},
       dilation{a.dilation[0], a.dilation[1]};
 
   using Key = std::tuple<int, int, int, Shape, Shape, Shape, std::vector<int64_t>>;
-  static std::mutex mutex;
   static std::map<Key, std::unique_ptr<dnn::Graph>> plans;  // nullptr: no engine
   std::vector<int64_t> geometry = padding;
   geometry.insert(geometry.end(), stride.begin(), stride.end());
   geometry.insert(geometry.end(), dilation.begin(), dilation.end());
   geometry.push_back(a.channels_last);
   const Key key{int(pass), dev, int(dt), x.shape(), w.shape(), y.shape(), geometry};
-  std::lock_guard<std::mutex> lock(mutex);
   auto it = plans.find(key);
   if (it == plans.end()) {
     const cudnnDataType_t t = dt == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;

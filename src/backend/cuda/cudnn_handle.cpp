@@ -9,6 +9,11 @@
 
 namespace kiln::cuda {
 
+std::unique_lock<std::recursive_mutex> cudnn_lock() {
+  static std::recursive_mutex mutex;
+  return std::unique_lock<std::recursive_mutex>(mutex);
+}
+
 cudnnHandle_t cudnn_handle(int device, const char* op) {
   static std::mutex mutex;
   static std::map<int, cudnnHandle_t> handles;
