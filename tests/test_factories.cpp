@@ -61,6 +61,33 @@ TEST(Factories, Arange) {
   EXPECT_EQ(neg, (std::vector<float>{0.0f, -0.25f, -0.5f, -0.75f}));
 }
 
+// PyTorch's dtype rule when none is given: int64 if start, end and step are all integers,
+// the default dtype (float32) if any is floating; a given dtype always wins.
+TEST(Factories, ArangeDTypeFollowsItsArguments) {
+  Tensor five = arange(5);
+  EXPECT_EQ(five.dtype(), DType::Int64);
+  EXPECT_EQ(five.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  Tensor evens = arange(0, 10, 2);
+  EXPECT_EQ(evens.dtype(), DType::Int64);
+  EXPECT_EQ(evens.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 4, 6, 8}));
+  EXPECT_EQ(arange(int32_t(3), int64_t(-3), -2).to_vector<int64_t>(), (std::vector<int64_t>{3, 1, -1}));
+  EXPECT_EQ(arange(3, 3).dtype(), DType::Int64);  // empty, still int64
+  // any floating bound or step gives float32
+  EXPECT_EQ(arange(5.0).dtype(), DType::Float32);
+  EXPECT_EQ(arange(0.5, 3).to_vector<float>(), (std::vector<float>{0.5f, 1.5f, 2.5f}));
+  EXPECT_EQ(arange(0, 3.0f).dtype(), DType::Float32);
+  EXPECT_EQ(arange(0, 2, 0.5).to_vector<float>(), (std::vector<float>{0.0f, 0.5f, 1.0f, 1.5f}));
+  // a dtype in the options wins either way; options without one still infer
+  EXPECT_EQ(arange(4, DType::Float64).to_vector<double>(), (std::vector<double>{0, 1, 2, 3}));
+  EXPECT_EQ(arange(0.0, 3.0, 1.0, DType::Int32).to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(arange(4, TensorOptions(kCpu)).dtype(), DType::Int64);
+  EXPECT_EQ(arange(4, TensorOptions(kCpu).requires_grad(false)).dtype(), DType::Int64);
+  EXPECT_EQ(arange(1.5, TensorOptions(kCpu)).dtype(), DType::Float32);
+  // integer results index and compare like PyTorch's: arange(n) selects rows
+  Tensor t = tensor<float>({10, 11, 12, 13}, {4});
+  EXPECT_EQ(index_select(t, 0, arange(1, 4, 2)).to_vector<float>(), (std::vector<float>{11, 13}));
+}
+
 TEST(Factories, LinspaceAndEye) {
   const auto l = linspace(0, 1, 5, DType::Float64).to_vector<double>();
   ASSERT_EQ(l.size(), 5u);

@@ -33,14 +33,15 @@ const char* memory_format_name(MemoryFormat f);
 // dtype, device and requires_grad for factories: zeros({2, 3}, DType::Float64).
 struct TensorOptions {
   DType dtype_ = DType::Float32;
+  bool dtype_given_ = false;       // false: dtype_ is the default (arange infers its own, as PyTorch)
   std::optional<Device> device_;   // empty: DeviceManager's current device
   bool requires_grad_ = false;
 
   TensorOptions() = default;
-  TensorOptions(DType t) : dtype_(t) {}                 // NOLINT
+  TensorOptions(DType t) : dtype_(t), dtype_given_(true) {}  // NOLINT
   TensorOptions(Device d) : device_(d) {}               // NOLINT
   TensorOptions(DeviceType d) : device_(Device(d)) {}   // NOLINT
-  TensorOptions dtype(DType t) const { auto o = *this; o.dtype_ = t; return o; }
+  TensorOptions dtype(DType t) const { auto o = *this; o.dtype_ = t; o.dtype_given_ = true; return o; }
   TensorOptions device(Device d) const { auto o = *this; o.device_ = d; return o; }
   TensorOptions requires_grad(bool r = true) const { auto o = *this; o.requires_grad_ = r; return o; }
   Device resolved_device() const;
@@ -207,6 +208,8 @@ Tensor empty_like(const Tensor& t, TensorOptions opts, MemoryFormat fmt = Memory
 Tensor zeros_like(const Tensor& t, MemoryFormat fmt = MemoryFormat::Preserve);
 Tensor ones_like(const Tensor& t, MemoryFormat fmt = MemoryFormat::Preserve);
 Tensor full_like(const Tensor& t, Scalar value, MemoryFormat fmt = MemoryFormat::Preserve);
+// Without a dtype in opts, arange's dtype is PyTorch's: int64 when start, end and step are
+// all integers, float32 (the default dtype) when any is floating.
 Tensor arange(Scalar end, TensorOptions opts = {});
 Tensor arange(Scalar start, Scalar end, Scalar step = 1, TensorOptions opts = {});
 Tensor linspace(double start, double end, int64_t steps, TensorOptions opts = {});

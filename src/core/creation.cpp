@@ -103,7 +103,9 @@ Tensor arange(Scalar start, Scalar end, Scalar step, TensorOptions opts) {
   KILN_CHECK((st > 0 && e >= s) || (st < 0 && e <= s), "arange", "upper bound ", e, " and lower bound ", s,
              " are inconsistent with step sign ", st);
   const int64_t n = int64_t(std::ceil((e - s) / st));
-  Tensor t = empty({n}, TensorOptions(opts).requires_grad(false));
+  const bool integral = !start.is_floating() && !end.is_floating() && !step.is_floating();
+  const DType dt = opts.dtype_given_ ? opts.dtype_ : integral ? DType::Int64 : DType::Float32;
+  Tensor t = empty({n}, opts.dtype(dt).requires_grad(false));
   if (n > 0) {
     RangeAttrs attrs{s, st};
     Tensor out[] = {t};
