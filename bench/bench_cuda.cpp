@@ -6,6 +6,7 @@
 #include "kiln/device_manager.h"
 #include "kiln/memory.h"
 #include "kiln/ops.h"
+#include "kiln/ops_backward.h"
 
 using namespace kiln;
 
@@ -114,6 +115,23 @@ void BM_avg_pool2d_2x2s2(benchmark::State& st) {
   rate(st, double(x.numel()) * 4 * 1.25);
 }
 BENCHMARK(BM_avg_pool2d_2x2s2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The backward gathers (one thread per grad_x element): grad_y read, grad_x written once.
+void BM_avg_pool2d_backward_3x3s2(benchmark::State& st) {
+  if (!have_gpu(st)) return;
+  const Tensor gy = randn({64, 64, 56, 56}, gpu());
+  run(st, [&] { benchmark::DoNotOptimize(avg_pool2d_backward(gy, {64, 64, 112, 112}, {3, 3}, {2, 2}, {1, 1})); });
+  rate(st, double(gy.numel()) * 4 * 5);
+}
+BENCHMARK(BM_avg_pool2d_backward_3x3s2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_adaptive_avg_pool2d_backward_7x7(benchmark::State& st) {
+  if (!have_gpu(st)) return;
+  const Tensor gy = randn({256, 512, 7, 7}, gpu());
+  run(st, [&] { benchmark::DoNotOptimize(adaptive_avg_pool2d_backward(gy, {256, 512, 14, 14})); });
+  rate(st, double(gy.numel()) * 4 * 5);
+}
+BENCHMARK(BM_adaptive_avg_pool2d_backward_7x7)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_conv_transpose2d_3x3(benchmark::State& st, DType dt) {
   if (!have_gpu(st)) return;

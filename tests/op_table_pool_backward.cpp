@@ -101,7 +101,9 @@ std::vector<OpInfo> pool_backward_ops() {
   });
   for (const AvgCase& q : {AvgCase{{2, 3, 6, 7}, {2, 2}, {2, 2}, {0, 0}, false, true},
                            AvgCase{{1, 2, 7, 5}, {3, 3}, {2, 2}, {1, 1}, true, false},
-                           AvgCase{{1, 2, 7, 5}, {3, 2}, {2, 1}, {1, 1}, true, true}}) {
+                           AvgCase{{1, 2, 7, 5}, {3, 2}, {2, 1}, {1, 1}, true, true},
+                           // stride > kernel: rows 2, 5 and columns 2, 5, 8 lie in no window (gradient 0)
+                           AvgCase{{1, 2, 8, 9}, {2, 2}, {3, 3}, {0, 0}, false, true}}) {
     const Shape y = {q.x[0], q.x[1], pooled(q.x[2], q.k[0], q.s[0], q.p[0], q.ceil),
                      pooled(q.x[3], q.k[1], q.s[1], q.p[1], q.ceil)};
     ops.push_back(OpInfo{
@@ -120,19 +122,22 @@ std::vector<OpInfo> pool_backward_ops() {
         .tolerance = backward_tol,
     });
   }
-  ops.push_back(OpInfo{
-      .name = "adaptive_avg_pool2d_backward",
-      .samples = [](Layout l, Generator& g) {
-        if (l == Layout::Broadcast) return std::vector<OpSample>{};
-        OpSample s;
-        s.inputs = {random_input({2, 3, 3, 2}, g)};
-        s.description = "grad [2, 3, 3, 2] of a [2, 3, 7, 5] input";
-        return std::vector<OpSample>{s};
-      },
-      .op = [](const std::vector<Tensor>& in) { return adaptive_avg_pool2d_backward(in[0], {2, 3, 7, 5}); },
-      .reference = [](const std::vector<Tensor>& in) { return ref_adaptive_backward(in[0], {2, 3, 7, 5}); },
-      .tolerance = backward_tol,
-  });
+  // Shrinking (cells of 2-3 rows) and growing (an output larger than the input: cells overlap).
+  for (const auto& [gy, x] : {std::pair<Shape, Shape>{{2, 3, 3, 2}, {2, 3, 7, 5}}, {{1, 2, 5, 4}, {1, 2, 3, 3}}}) {
+    ops.push_back(OpInfo{
+        .name = "adaptive_avg_pool2d_backward",
+        .samples = [gy, x](Layout l, Generator& g) {
+          if (l == Layout::Broadcast) return std::vector<OpSample>{};
+          OpSample s;
+          s.inputs = {random_input(gy, g)};
+          s.description = "grad " + shape_str(gy) + " of a " + shape_str(x) + " input";
+          return std::vector<OpSample>{s};
+        },
+        .op = [x](const std::vector<Tensor>& in) { return adaptive_avg_pool2d_backward(in[0], x); },
+        .reference = [x](const std::vector<Tensor>& in) { return ref_adaptive_backward(in[0], x); },
+        .tolerance = backward_tol,
+    });
+  }
   return ops;
 }
 

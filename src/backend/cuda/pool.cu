@@ -2,9 +2,11 @@
 // the plane; the first maximum wins, NaN beats everything, padding never does),
 // avg_pool2d (PyTorch's divisor rules), adaptive_avg_pool2d, and their backward ops.
 // max_pool2d (forward and backward) and avg_pool2d (forward) work on bands of a plane in
-// shared memory (below); otherwise, and for the other ops, forward: one thread per output;
-// backward: each output's gradient is scattered with atomics into a float32 (float64)
-// buffer, converted to the gradient's dtype at the end.
+// shared memory (below); otherwise, and for the other forward ops, one thread per output.
+// avg_pool2d and adaptive_avg_pool2d backward gather: one thread per input element sums
+// the gradients of the windows covering it and writes grad_x once (no zeroing, no atomics).
+// max_pool2d backward on planes too wide for the bands scatters with atomics into a
+// float32 (float64) buffer, converted to the gradient's dtype at the end.
 #include <cmath>
 
 #include "kiln/op_attrs.h"
@@ -50,13 +52,24 @@ PoolP pool_params(const Pool2dAttrs& a) {
     for (int o2 = int(blockIdx.x * blockDim.x + threadIdx.x), i = o2 / int(g.ow), j = o2 % int(g.ow); \
          o2 < int(g.oh * g.ow); o2 += int(gridDim.x * blockDim.x), i = o2 / int(g.ow), j = o2 % int(g.ow))
 
-dim3 plane_grid(const Geom& g, int dev) {
-  KILN_CHECK(g.oh * g.ow < int64_t(INT32_MAX), "pool2d", "output planes of ", g.oh, " x ", g.ow, " are too large");
-  const int64_t per_plane = (g.oh * g.ow + kThreads - 1) / kThreads;
-  const int64_t planes = std::min<int64_t>(g.planes, 65535);
+// grid.y: planes; grid.x: blocks over the per_plane elements of each (32-bit indices).
+dim3 grid_over_planes(int64_t planes_total, int64_t elems, int dev) {
+  const int64_t per_plane = (elems + kThreads - 1) / kThreads;
+  const int64_t planes = std::min<int64_t>(planes_total, 65535);
   const int64_t want = int64_t(sm_count(dev)) * 32;
   const int64_t bx = std::max<int64_t>(1, std::min<int64_t>(per_plane, (want + planes - 1) / planes));
   return dim3(unsigned(std::max<int64_t>(bx, 1)), unsigned(std::max<int64_t>(planes, 1)));
+}
+
+dim3 plane_grid(const Geom& g, int dev) {
+  KILN_CHECK(g.oh * g.ow < int64_t(INT32_MAX), "pool2d", "output planes of ", g.oh, " x ", g.ow, " are too large");
+  return grid_over_planes(g.planes, g.oh * g.ow, dev);
+}
+
+// The same grid over the input planes (backward gathers: one thread per grad_x element).
+dim3 input_plane_grid(const Geom& g, int dev) {
+  KILN_CHECK(g.h * g.w < int64_t(INT32_MAX), "pool2d", "input planes of ", g.h, " x ", g.w, " are too large");
+  return grid_over_planes(g.planes, g.h * g.w, dev);
 }
 
 template <typename T>
@@ -371,14 +384,34 @@ __global__ void __launch_bounds__(256, sizeof(T) >= 4 ? 8 : 5)
   });
 }
 
-template <typename T, typename A>
-__global__ void avg_pool_backward_kernel(const T* gy, A* acc, Geom g, PoolP p) {
-  KILN_GRID_LOOP(o, g.planes * g.oh * g.ow) {
-    const int64_t j = o % g.ow, i = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
-    const Window win = avg_window(i, j, g, p);
-    const A v = A(double(convert<A>(gy[o])) / win.divisor);
-    for (int64_t r = win.h0; r < win.h1; ++r)
-      for (int64_t c = win.w0; c < win.w1; ++c) atomicAdd(acc + pl * g.h * g.w + r * g.w + c, v);
+// Backward gathers: grid.y walks planes, grid.x the input elements e = r * W + c of a plane.
+#define KILN_INPUT_PLANE_LOOP(pl, e, r, c)                                                          \
+  for (int64_t pl = blockIdx.y; pl < g.planes; pl += gridDim.y)                                     \
+    for (int e = int(blockIdx.x * blockDim.x + threadIdx.x), r = e / int(g.w), c = e % int(g.w);    \
+         e < int(g.h * g.w); e += int(gridDim.x * blockDim.x), r = e / int(g.w), c = e % int(g.w))
+
+// The outputs [*lo, *hi] along one axis whose avg_pool2d window covers input position x:
+// o * s - pad <= x < o * s - pad + k (a window clipped to the padded input still reaches
+// every input position below o * s - pad + k). Empty (lo > hi) where windows leave gaps.
+__device__ __forceinline__ void covering_outputs(int x, int k, int s, int pad, int64_t out, int* lo, int* hi) {
+  const int before = x + pad - k;  // o * s > before
+  *lo = before < 0 ? 0 : before / s + 1;
+  *hi = int(imin((x + pad) / s, out - 1));
+}
+
+// grad_x[r, c] = sum of grad_y[i, j] / divisor(i, j) over the windows (i, j) covering (r, c).
+template <typename T>
+__global__ void avg_pool_backward_gather_kernel(const T* __restrict__ gy, T* __restrict__ gx, Geom g, PoolP p) {
+  using A = comp_t<T>;
+  KILN_INPUT_PLANE_LOOP(pl, e, r, c) {
+    int i0, i1, j0, j1;
+    covering_outputs(r, p.kh, p.sh, p.ph, g.oh, &i0, &i1);
+    covering_outputs(c, p.kw, p.sw, p.pw, g.ow, &j0, &j1);
+    const T* gp = gy + pl * g.oh * g.ow;
+    A s = A(0);
+    for (int i = i0; i <= i1; ++i)
+      for (int j = j0; j <= j1; ++j) s += A(double(convert<A>(gp[i * g.ow + j])) / avg_window(i, j, g, p).divisor);
+    gx[pl * g.h * g.w + e] = convert<T>(s);
   }
 }
 
@@ -401,15 +434,22 @@ __global__ void adaptive_avg_kernel(const T* x, T* y, Geom g) {
   }
 }
 
-template <typename T, typename A>
-__global__ void adaptive_avg_backward_kernel(const T* gy, A* acc, Geom g) {
-  KILN_GRID_LOOP(o, g.planes * g.oh * g.ow) {
-    const int64_t j = o % g.ow, i = (o / g.ow) % g.oh, pl = o / (g.ow * g.oh);
-    const int64_t h0 = start_of(i, g.h, g.oh), h1 = end_of(i, g.h, g.oh);
-    const int64_t w0 = start_of(j, g.w, g.ow), w1 = end_of(j, g.w, g.ow);
-    const A v = convert<A>(gy[o]) / A((h1 - h0) * (w1 - w0));
-    for (int64_t r = h0; r < h1; ++r)
-      for (int64_t c = w0; c < w1; ++c) atomicAdd(acc + pl * g.h * g.w + r * g.w + c, v);
+// Input row r lies in output rows [floor(r*OH/H), ceil((r+1)*OH/H)) (the cells of the
+// rule above that contain r, exactly); grad_x[r, c] sums their grad / area.
+template <typename T>
+__global__ void adaptive_avg_backward_gather_kernel(const T* __restrict__ gy, T* __restrict__ gx, Geom g) {
+  using A = comp_t<T>;
+  KILN_INPUT_PLANE_LOOP(pl, e, r, c) {
+    const int64_t i0 = start_of(r, g.oh, g.h), i1 = end_of(r, g.oh, g.h);
+    const int64_t j0 = start_of(c, g.ow, g.w), j1 = end_of(c, g.ow, g.w);
+    const T* gp = gy + pl * g.oh * g.ow;
+    A s = A(0);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t rows = end_of(i, g.h, g.oh) - start_of(i, g.h, g.oh);
+      for (int64_t j = j0; j < j1; ++j)
+        s += convert<A>(gp[i * g.ow + j]) / A(rows * (end_of(j, g.w, g.ow) - start_of(j, g.w, g.ow)));
+    }
+    gx[pl * g.h * g.w + e] = convert<T>(s);
   }
 }
 
@@ -527,25 +567,31 @@ void max_pool_backward_entry(const KernelArgs& k) {
 
 void avg_pool_backward_entry(const KernelArgs& k) {
   const Tensor &gy = k.inputs[0], &gx = k.outputs[0];
+  if (gx.numel() == 0) return;
   const int dev = k.device.index;
   const Geom g = geom(gx, gy);
   const PoolP p = pool_params(k.attr<Pool2dAttrs>());
-  scatter_backward("avg_pool2d_backward", gy, gx, dev, [&]<typename T, typename A>(const T* pgy, A* acc) {
-    if constexpr (std::is_same_v<A, double> == std::is_same_v<T, double>)
-      avg_pool_backward_kernel<T, A><<<blocks_for(gy.numel(), dev, 32), kThreads, 0, current_stream(dev)>>>(
-          pgy, acc, g, p);
+  CudaDeviceGuard guard(dev);
+  KILN_DISPATCH_FLOATING(gy.dtype(), "avg_pool2d_backward", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    avg_pool_backward_gather_kernel<T><<<input_plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(
+        ptr<const T>(gy), ptr<T>(gx), g, p);
   });
+  KILN_CUDA_CHECK_LAUNCH("avg_pool2d_backward");
 }
 
 void adaptive_avg_backward_entry(const KernelArgs& k) {
   const Tensor &gy = k.inputs[0], &gx = k.outputs[0];
+  if (gx.numel() == 0) return;
   const int dev = k.device.index;
   const Geom g = geom(gx, gy);
-  scatter_backward("adaptive_avg_pool2d_backward", gy, gx, dev, [&]<typename T, typename A>(const T* pgy, A* acc) {
-    if constexpr (std::is_same_v<A, double> == std::is_same_v<T, double>)
-      adaptive_avg_backward_kernel<T, A><<<blocks_for(gy.numel(), dev, 32), kThreads, 0, current_stream(dev)>>>(
-          pgy, acc, g);
+  CudaDeviceGuard guard(dev);
+  KILN_DISPATCH_FLOATING(gy.dtype(), "adaptive_avg_pool2d_backward", [&]<typename TK>() {
+    using T = dev_t<TK>;
+    adaptive_avg_backward_gather_kernel<T><<<input_plane_grid(g, dev), kThreads, 0, current_stream(dev)>>>(
+        ptr<const T>(gy), ptr<T>(gx), g);
   });
+  KILN_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_backward");
 }
 
 }  // namespace
