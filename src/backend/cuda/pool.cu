@@ -399,7 +399,8 @@ __device__ __forceinline__ void covering_outputs(int x, int k, int s, int pad, i
   *hi = int(imin((x + pad) / s, out - 1));
 }
 
-// grad_x[r, c] = sum of grad_y[i, j] / divisor(i, j) over the windows (i, j) covering (r, c).
+// grad_x[r, c] = sum of grad_y[i, j] / divisor(i, j) over the windows (i, j) covering (r, c),
+// in the accumulation type (float for float/half types, as PyTorch's kernel).
 template <typename T>
 __global__ void avg_pool_backward_gather_kernel(const T* __restrict__ gy, T* __restrict__ gx, Geom g, PoolP p) {
   using A = comp_t<T>;
@@ -410,7 +411,7 @@ __global__ void avg_pool_backward_gather_kernel(const T* __restrict__ gy, T* __r
     const T* gp = gy + pl * g.oh * g.ow;
     A s = A(0);
     for (int i = i0; i <= i1; ++i)
-      for (int j = j0; j <= j1; ++j) s += A(double(convert<A>(gp[i * g.ow + j])) / avg_window(i, j, g, p).divisor);
+      for (int j = j0; j <= j1; ++j) s += convert<A>(gp[i * g.ow + j]) / A(avg_window(i, j, g, p).divisor);
     gx[pl * g.h * g.w + e] = convert<T>(s);
   }
 }
