@@ -12,10 +12,12 @@ void record_attention(const AttentionResult& r, const Tensor& q, const Tensor& k
   // The mask is not differentiated (PyTorch does for float masks; nothing here needs it).
   const uint64_t seed = r.seed, offset = r.offset;
   const double scale = r.scale;
-  record("ScaledDotProductAttentionBackward", {r.output}, {q, k, v}, {q, k, v, attn_mask, r.logsumexp},
+  // The output is saved too: fused backward kernels need rowsum(grad_o * o).
+  record("ScaledDotProductAttentionBackward", {r.output}, {q, k, v}, {q, k, v, attn_mask, r.logsumexp, r.output},
          [=](BackwardCtx& c) {
            AttentionResult fwd;
            fwd.logsumexp = c.saved[4];
+           fwd.output = c.saved[5];
            fwd.seed = seed;
            fwd.offset = offset;
            fwd.scale = scale;

@@ -189,7 +189,7 @@ void attention_backward_typed(const KernelArgs& a) {
   const AttentionAttrs& at = a.attr<AttentionAttrs>();
   const Tensor &qt = a.inputs[1], &kt = a.inputs[2], &vt = a.inputs[3];
   const A* lse = a.inputs[4].data<A>();
-  const Tensor* mask = at.has_mask ? &a.inputs[5] : nullptr;
+  const Tensor* mask = at.has_mask ? &a.inputs[6] : nullptr;  // inputs[5] is o, unused here
   const Dims d{qt.size(0), qt.size(1), kt.size(1), qt.size(2), vt.size(2)};
   AccView<T> go(a.inputs[0]), q(qt), k(kt), v(vt);
   AccOut<T> gq(a.outputs[0]), gk(a.outputs[1]), gv(a.outputs[2]);

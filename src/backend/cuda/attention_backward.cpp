@@ -40,7 +40,7 @@ void attention_backward_kernel(const KernelArgs& k) {
   const Tensor& kk = k.inputs[2];
   const Tensor& v = k.inputs[3];
   const Tensor& lse = k.inputs[4];
-  const Tensor mask = at.has_mask ? k.inputs[5] : Tensor();
+  const Tensor mask = at.has_mask ? k.inputs[6] : Tensor();  // inputs[5] is o, unused here
   Tensor gq = k.outputs[0], gk = k.outputs[1], gv = k.outputs[2];
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);

@@ -128,8 +128,8 @@ AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad, const T
                                                      const Tensor& attn_mask, double dropout_p, bool is_causal) {
   const char* op = "scaled_dot_product_attention_backward";
   AttnPlan p = plan_attention(op, q, k, v, attn_mask, dropout_p, is_causal, fwd.scale);
-  detail::check_defined(op, {&grad, &fwd.logsumexp});
-  detail::common_device(op, {&q, &grad, &fwd.logsumexp});
+  detail::check_defined(op, {&grad, &fwd.logsumexp, &fwd.output});
+  detail::common_device(op, {&q, &grad, &fwd.logsumexp, &fwd.output});
   KILN_CHECK(grad.shape() == with(p.batch, p.l, p.ev), op, "grad of shape ", shape_str(grad.shape()),
              " does not match the output shape ", shape_str(with(p.batch, p.l, p.ev)));
   KILN_CHECK(fwd.logsumexp.numel() == p.b * p.l && is_floating(fwd.logsumexp.dtype()), op, "logsumexp of shape ",
@@ -142,7 +142,8 @@ AttentionGrads scaled_dot_product_attention_backward(const Tensor& grad, const T
   Tensor gv = detail::new_output({p.b, p.s, p.ev}, q.dtype(), dev);
   if (p.b > 0 && (p.l > 0 || p.s > 0)) {
     std::vector<Tensor> in{grad.to(q.dtype()).reshape({p.b, p.l, p.ev}).contiguous(), p.q, p.k, p.v,
-                           fwd.logsumexp.to(detail::acc_dtype(q.dtype())).reshape({p.b, p.l}).contiguous()};
+                           fwd.logsumexp.to(detail::acc_dtype(q.dtype())).reshape({p.b, p.l}).contiguous(),
+                           fwd.output.to(q.dtype()).reshape({p.b, p.l, p.ev}).contiguous()};
     if (p.mask.defined()) in.push_back(p.mask);
     Tensor outs[] = {gq, gk, gv};
     dispatch(OpId::AttentionBackward, q.dtype(), in, outs, &p.attrs);
