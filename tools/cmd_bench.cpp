@@ -17,6 +17,7 @@
 #include "kiln/profiler.h"
 #include "tools/fashion_cnn.h"
 #include "kiln/ops.h"
+#include "kiln/ops_nn_backward.h"
 #include "tools/commands.h"
 
 namespace kiln::cli {
@@ -185,6 +186,11 @@ void run_suite(Bench& b, bool gpu) {
     const double fl = 4.0 * B * H * S * S * D;
     b.run(gpu ? "sdpa bf16 B8 H16 S4096 D128 (flash)" : "sdpa fp32 B1 H4 S1024 D64", 0, fl,
           [&] { (void)scaled_dot_product_attention(q, k, v); });
+    // The backward op alone (what autograd runs): 2.5x the forward's flops.
+    const AttentionResult fwd = scaled_dot_product_attention_forward(q, k, v);
+    Tensor grad = randn({B, H, S, D}, o);
+    b.run(gpu ? "sdpa backward bf16 B8 H16 S4096 D128" : "sdpa backward fp32 B1 H4 S1024 D64", 0, 2.5 * fl,
+          [&] { (void)scaled_dot_product_attention_backward(grad, q, k, v, fwd); });
   }
   if (gpu) {
     const int64_t n = int64_t(1) << 28;

@@ -34,20 +34,16 @@ Tensor mask_scores(Tensor s, const AttentionAttrs& at, const Tensor& mask) {
   return s;
 }
 
-namespace {
-
-constexpr const char* kOp = "scaled_dot_product_attention";
-
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
-// The mask as cuDNN's additive bias: contiguous [1 or B, L, S] in q's dtype, -inf where
-// a bool mask is false. One [L, S] bias serves every batch when the mask broadcasts.
 Tensor additive_bias(const Tensor& mask, DType dt) {
   const Tensor base = mask.stride(0) == 0 ? mask.narrow(0, 0, 1) : mask;
   const TensorOptions opts = TensorOptions(dt).device(mask.device());
   if (mask.dtype() == DType::Bool) return where(base, zeros({}, opts), full({}, -INFINITY, opts)).contiguous();
   return base.to(dt).contiguous();
 }
+
+namespace {
+
+constexpr const char* kOp = "scaled_dot_product_attention";
 
 // The fused path; false when it does not apply (the caller then runs the unfused one).
 bool fused_forward(const KernelArgs& k, const AttentionAttrs& at) {

@@ -1,6 +1,8 @@
-// CUDA backward of scaled_dot_product_attention, on the GPU through cuBLASLt and kiln's
-// own elementwise/reduction kernels (no fused kernel yet). Per slice of the batch small
-// enough for its [n, L, S] scores to stay under ~1 GiB: the scores are recomputed, the
+// CUDA backward of scaled_dot_product_attention. float16/bfloat16 without dropout, head
+// dims up to 128: cuDNN's fused flash-attention backward (cudnn_sdpa.h; measured 1.06x
+// PyTorch's at B8 H16 S4096 D128 bf16 on an H200). Otherwise on the GPU through cuBLASLt
+// and kiln's own elementwise/reduction kernels: per slice of the batch small enough for
+// its [n, L, S] scores to stay under ~1 GiB, the scores are recomputed, the
 // probabilities rebuilt from the saved log-sum-exp (p = exp(s - lse)), then
 //   dv = p^T do,  dp = do v^T,  ds = scale * p (dp - rowsum(p dp)),  dq = ds k,  dk = ds^T q.
 // For 16-bit inputs p and ds enter the products in the input dtype, as flash-attention
@@ -14,6 +16,8 @@
 #include "kiln/tensor.h"
 #include "src/backend/cuda/attention_common.h"
 #include "src/backend/cuda/cuda_common.h"
+#include "src/backend/cuda/cudnn_handle.h"
+#include "src/backend/cuda/cudnn_sdpa.h"
 #include "src/backend/cuda/kernels.h"
 
 namespace kiln::cuda {
@@ -30,11 +34,58 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor dst, int dev) {
   dst.copy_(tmp);
 }
 
+// The fused path; false when it does not apply (the caller then runs the unfused one).
+bool fused_backward(const KernelArgs& k, const AttentionAttrs& at) {
+  const Tensor& grad_o = k.inputs[0];
+  const Tensor& q = k.inputs[1];
+  const Tensor& kk = k.inputs[2];
+  const Tensor& v = k.inputs[3];
+  const Tensor& lse = k.inputs[4];
+  const Tensor& o = k.inputs[5];
+  const Tensor &gq = k.outputs[0], &gk = k.outputs[1], &gv = k.outputs[2];
+  const DType dt = q.dtype();
+  const int64_t B = q.size(0), L = q.size(1), E = q.size(2), S = kk.size(1), Ev = v.size(2);
+  if ((dt != DType::Float16 && dt != DType::BFloat16) || at.dropout_p > 0) return false;
+  if (B == 0 || L == 0 || S == 0 || E % 8 != 0 || Ev % 8 != 0 || E > 128 || Ev > 128) return false;
+  for (const Tensor* t : {&grad_o, &q, &kk, &v, &o, &gq, &gk, &gv})
+    if (!t->is_contiguous() || !aligned16(*t)) return false;
+  const int dev = k.device.index;
+  CudaDeviceGuard guard(dev);
+  Tensor bias;
+  SdpaForwardKey key;
+  if (at.has_mask) {
+    bias = additive_bias(k.inputs[6], dt);
+    key.bias_batch = bias.size(0);
+  }
+  key.device = dev;
+  key.io = dt == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+  key.B = B, key.L = L, key.S = S, key.E = E, key.Ev = Ev, key.causal = at.is_causal;
+  const TensorOptions f32 = TensorOptions(DType::Float32).device(q.device());
+  // A fully masked row (lse = -inf, every score -inf) gets lse 0: its probabilities are 0.
+  Tensor lse_f = lse.to(DType::Float32);
+  if (at.has_mask) lse_f = where(eq(lse_f, -INFINITY), zeros({}, f32), lse_f);
+  lse_f = lse_f.contiguous();
+  const auto lock = cudnn_lock();
+  cudnnHandle_t handle = cudnn_handle(dev, "scaled_dot_product_attention_backward");
+  const dnn::Graph* plan = sdpa_backward_plan(handle, key);
+  if (!plan) return false;
+  Tensor dq_accum = empty({B * L * E}, f32);
+  KILN_CUDA_CHECK(cudaMemsetAsync(dq_accum.data_ptr(), 0, size_t(B * L * E) * 4, current_stream(dev)),
+                  "scaled_dot_product_attention_backward");
+  Tensor ws = cudnn_workspace(size_t(plan->workspace_bytes()), dev);
+  sdpa_backward_run(*plan, handle, q.data_ptr(), kk.data_ptr(), v.data_ptr(), bias.defined() ? bias.data_ptr() : nullptr,
+                    o.data_ptr(), grad_o.data_ptr(), static_cast<const float*>(lse_f.data_ptr()), gq.data_ptr(),
+                    gk.data_ptr(), gv.data_ptr(), static_cast<float*>(dq_accum.data_ptr()),
+                    float(attention_scale(at, E)), ws.defined() ? ws.data_ptr() : nullptr);
+  return true;
+}
+
 }  // namespace
 
 void attention_backward_kernel(const KernelArgs& k) {
   const auto& at = k.attr<AttentionAttrs>();
   if (at.dropout_p > 0) return run_on_cpu(k);
+  if (fused_backward(k, at)) return;
   const Tensor& grad_o = k.inputs[0];
   const Tensor& q = k.inputs[1];
   const Tensor& kk = k.inputs[2];

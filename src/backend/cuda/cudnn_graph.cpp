@@ -96,6 +96,33 @@ const Desc& Graph::virt(const std::vector<int64_t>& dims, cudnnDataType_t type) 
   return tensor(next_virtual_uid_++, type, dims, packed_strides(dims), true);
 }
 
+const Desc& Graph::virt_strided(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                                cudnnDataType_t type) {
+  return tensor(next_virtual_uid_++, type, dims, strides, true);
+}
+
+const Desc& Graph::reordered_buffer(int64_t uid, const std::vector<int64_t>& dims,
+                                    const std::vector<int64_t>& strides) {
+  Desc t(CUDNN_BACKEND_TENSOR_DESCRIPTOR, op_);
+  const cudnnBackendTensorReordering_t reorder = CUDNN_TENSOR_REORDERING_F16x16;
+  t.set_int(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
+      .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_DATA_FLOAT)
+      .set_ints(CUDNN_ATTR_TENSOR_DIMENSIONS, dims)
+      .set_ints(CUDNN_ATTR_TENSOR_STRIDES, strides)
+      .set_int(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
+      .set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, false)
+      .set(CUDNN_ATTR_TENSOR_REORDERING_MODE, CUDNN_TYPE_TENSOR_REORDERING_MODE, 1, &reorder)
+      .finalize();
+  io_uids_.push_back(uid);
+  return keep(std::move(t));
+}
+
+void Graph::reshape(const Desc& x, const Desc& y) {
+  Desc o(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR, op_);
+  o.set_desc(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x).set_desc(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y).finalize();
+  ops_.push_back(&keep(std::move(o)));
+}
+
 void Graph::matmul(const Desc& a, const Desc& b, const Desc& c) {
   Desc mm(CUDNN_BACKEND_MATMUL_DESCRIPTOR, op_);
   mm.set_type(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_DATA_FLOAT).finalize();

@@ -51,13 +51,20 @@ class Graph {
   // by-value tensors are scalars passed from host memory at execution.
   const Desc& tensor(int64_t uid, cudnnDataType_t type, const std::vector<int64_t>& dims,
                      const std::vector<int64_t>& strides, bool is_virtual = false, bool by_value = false);
-  // A virtual float32 tensor of packed row-major layout.
+  // A virtual float32 tensor of packed row-major layout (or the given strides).
   const Desc& virt(const std::vector<int64_t>& dims, cudnnDataType_t type = CUDNN_DATA_FLOAT);
+  const Desc& virt_strided(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                           cudnnDataType_t type);
+  // A non-virtual float32 buffer the engine accumulates into in its own tiled order
+  // (cuDNN's F16x16 reordering), as the attention backward's dQ accumulator is.
+  const Desc& reordered_buffer(int64_t uid, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides);
 
   void matmul(const Desc& a, const Desc& b, const Desc& c);
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y, const Desc* t = nullptr,
                  int64_t axis = -1);
   void reduction(cudnnReduceTensorOp_t mode, const Desc& x, const Desc& y);
+  // y: x's elements under y's dims and strides (a transposed view, say).
+  void reshape(const Desc& x, const Desc& y);
   // One pass of the 2-D convolution y = conv(x, w) (cross-correlation, float
   // accumulation): its forward (writes y), backward data (writes x from y) or backward
   // filter (writes w from x and y).
