@@ -128,8 +128,8 @@ void attention_kernel(const KernelArgs& k) {
 void attention_backward_kernel(const KernelArgs& k);  // attention_backward.cpp
 
 void register_attention(KernelRegistry& r) {
-  r.add(DeviceType::Cuda, OpId::Attention, attention_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cuda, OpId::AttentionBackward, attention_backward_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cuda, OpId::Attention, attention_kernel);
+  r.add(DeviceType::Cuda, OpId::AttentionBackward, attention_backward_kernel);
 }
 
 }  // namespace kiln::cuda

@@ -340,8 +340,8 @@ void batch_norm_backward_kernel(const KernelArgs& k) {
 }  // namespace
 
 void register_batch_norm(KernelRegistry& r) {
-  r.add(DeviceType::Cuda, OpId::BatchNorm, batch_norm_kernel, kFloatingDTypes);
-  r.add(DeviceType::Cuda, OpId::BatchNormBackward, batch_norm_backward_kernel, kFloatingDTypes);
+  r.add(DeviceType::Cuda, OpId::BatchNorm, batch_norm_kernel);
+  r.add(DeviceType::Cuda, OpId::BatchNormBackward, batch_norm_backward_kernel);
 }
 
 }  // namespace kiln::cuda

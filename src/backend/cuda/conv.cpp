@@ -246,10 +246,10 @@ void conv2d_backward_weight_kernel(const KernelArgs& k) {
 
 void register_conv(KernelRegistry& r) {
   const DeviceType cu = DeviceType::Cuda;
-  r.add(cu, OpId::Conv2d, conv2d_kernel, kFloatingDTypes);
-  r.add(cu, OpId::ConvTranspose2d, conv_transpose2d_kernel, kFloatingDTypes);
-  r.add(cu, OpId::Conv2dBackwardInput, conv2d_backward_input_kernel, kFloatingDTypes);
-  r.add(cu, OpId::Conv2dBackwardWeight, conv2d_backward_weight_kernel, kFloatingDTypes);
+  r.add(cu, OpId::Conv2d, conv2d_kernel);
+  r.add(cu, OpId::ConvTranspose2d, conv_transpose2d_kernel);
+  r.add(cu, OpId::Conv2dBackwardInput, conv2d_backward_input_kernel);
+  r.add(cu, OpId::Conv2dBackwardWeight, conv2d_backward_weight_kernel);
 }
 
 }  // namespace kiln::cuda
