@@ -41,6 +41,17 @@ Tensor additive_bias(const Tensor& mask, DType dt) {
   return base.to(dt).contiguous();
 }
 
+SdpaForwardKey sdpa_key(int device, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionAttrs& at,
+                        const Tensor& bias) {
+  SdpaForwardKey key;
+  key.device = device;
+  key.io = q.dtype() == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+  key.B = q.size(0), key.L = q.size(1), key.E = q.size(2), key.S = k.size(1), key.Ev = v.size(2);
+  key.causal = at.is_causal;
+  key.bias_batch = bias.defined() ? bias.size(0) : 0;
+  return key;
+}
+
 namespace {
 
 constexpr const char* kOp = "scaled_dot_product_attention";
@@ -58,15 +69,8 @@ bool fused_forward(const KernelArgs& k, const AttentionAttrs& at) {
   if (!o.is_contiguous() || !aligned16(q) || !aligned16(kk) || !aligned16(v) || !aligned16(o)) return false;
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);
-  Tensor bias;
-  SdpaForwardKey key;
-  if (at.has_mask) {
-    bias = additive_bias(k.inputs[3], dt);
-    key.bias_batch = bias.size(0);
-  }
-  key.device = dev;
-  key.io = dt == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
-  key.B = B, key.L = L, key.S = S, key.E = E, key.Ev = Ev, key.causal = at.is_causal;
+  const Tensor bias = at.has_mask ? additive_bias(k.inputs[3], dt) : Tensor();
+  const SdpaForwardKey key = sdpa_key(dev, q, kk, v, at, bias);
   const auto lock = cudnn_lock();
   cudnnHandle_t handle = cudnn_handle(dev, kOp);
   const dnn::Graph* plan = sdpa_forward_plan(handle, key);

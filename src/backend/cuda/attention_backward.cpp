@@ -51,15 +51,8 @@ bool fused_backward(const KernelArgs& k, const AttentionAttrs& at) {
     if (!t->is_contiguous() || !aligned16(*t)) return false;
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);
-  Tensor bias;
-  SdpaForwardKey key;
-  if (at.has_mask) {
-    bias = additive_bias(k.inputs[6], dt);
-    key.bias_batch = bias.size(0);
-  }
-  key.device = dev;
-  key.io = dt == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
-  key.B = B, key.L = L, key.S = S, key.E = E, key.Ev = Ev, key.causal = at.is_causal;
+  const Tensor bias = at.has_mask ? additive_bias(k.inputs[6], dt) : Tensor();
+  const SdpaForwardKey key = sdpa_key(dev, q, kk, v, at, bias);
   const TensorOptions f32 = TensorOptions(DType::Float32).device(q.device());
   // A fully masked row (lse = -inf, every score -inf) gets lse 0: its probabilities are 0.
   Tensor lse_f = lse.to(DType::Float32);

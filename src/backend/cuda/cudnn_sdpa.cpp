@@ -19,6 +19,36 @@ namespace {
 constexpr const char* kOp = "scaled_dot_product_attention";
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kLse, kScale, kBias, kNegInf, kGradO, kGradQ, kGradK, kGradV, kDqAccum, kOne };
 
+// The scores both graphs start from: scale * q k^T (+ bias), with keys after their query
+// replaced by fill (a by-value tensor: -inf forward, the lowest float backward) when causal.
+const dnn::Desc& masked_scores(dnn::Graph& g, const SdpaForwardKey& k, const dnn::Desc& q, const dnn::Desc& kt,
+                               const dnn::Desc& scale) {
+  const std::vector<int64_t> scores{k.B, 1, k.L, k.S};
+  const dnn::Desc& s = g.virt(scores);
+  g.matmul(q, kt, s);
+  const dnn::Desc* cur = &g.virt(scores);
+  g.pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
+  if (k.bias_batch > 0) {
+    const dnn::Desc& bias = g.tensor(kBias, k.io, {k.bias_batch, 1, k.L, k.S}, {k.L * k.S, k.L * k.S, k.S, 1});
+    const dnn::Desc& biased = g.virt(scores);
+    g.pointwise(CUDNN_POINTWISE_ADD, *cur, &bias, biased);
+    cur = &biased;
+  }
+  if (k.causal) {
+    const dnn::Desc& row = g.virt(scores, CUDNN_DATA_INT32);
+    const dnn::Desc& col = g.virt(scores, CUDNN_DATA_INT32);
+    g.pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, row, nullptr, 2);
+    g.pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, col, nullptr, 3);
+    const dnn::Desc& keep = g.virt(scores, CUDNN_DATA_BOOLEAN);
+    g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
+    const dnn::Desc& fill = g.tensor(kNegInf, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+    const dnn::Desc& masked = g.virt(scores);
+    g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, *cur, &fill, masked, &keep);
+    cur = &masked;
+  }
+  return *cur;
+}
+
 std::unique_ptr<dnn::Graph> build(cudnnHandle_t handle, const SdpaForwardKey& k) {
   auto g = std::make_unique<dnn::Graph>(kOp);
   const int64_t B = k.B, L = k.L, S = k.S, E = k.E, Ev = k.Ev;
@@ -30,29 +60,7 @@ std::unique_ptr<dnn::Graph> build(cudnnHandle_t handle, const SdpaForwardKey& k)
   const dnn::Desc& scale = g->tensor(kScale, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
   const std::vector<int64_t> scores{B, 1, L, S}, rows{B, 1, L, 1};
 
-  const dnn::Desc* s = &g->virt(scores);
-  g->matmul(q, kt, *s);
-  const dnn::Desc* scaled = &g->virt(scores);
-  g->pointwise(CUDNN_POINTWISE_MUL, *s, &scale, *scaled);
-  s = scaled;
-  if (k.bias_batch > 0) {
-    const dnn::Desc& bias = g->tensor(kBias, k.io, {k.bias_batch, 1, L, S}, {L * S, L * S, S, 1});
-    const dnn::Desc& biased = g->virt(scores);
-    g->pointwise(CUDNN_POINTWISE_ADD, *s, &bias, biased);
-    s = &biased;
-  }
-  if (k.causal) {
-    const dnn::Desc& row = g->virt(scores, CUDNN_DATA_INT32);
-    const dnn::Desc& col = g->virt(scores, CUDNN_DATA_INT32);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *s, nullptr, row, nullptr, 2);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *s, nullptr, col, nullptr, 3);
-    const dnn::Desc& keep = g->virt(scores, CUDNN_DATA_BOOLEAN);
-    g->pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
-    const dnn::Desc& neg_inf = g->tensor(kNegInf, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-    const dnn::Desc& masked = g->virt(scores);
-    g->pointwise(CUDNN_POINTWISE_BINARY_SELECT, *s, &neg_inf, masked, &keep);
-    s = &masked;
-  }
+  const dnn::Desc* s = &masked_scores(*g, k, q, kt, scale);
   const dnn::Desc& mx = g->virt(rows);
   g->reduction(CUDNN_REDUCE_TENSOR_MAX, *s, mx);
   const dnn::Desc& centred = g->virt(scores);
@@ -101,29 +109,8 @@ std::unique_ptr<dnn::Graph> build_backward(cudnnHandle_t handle, const SdpaForwa
   g->pointwise(CUDNN_POINTWISE_MUL, row_sum, &one, softmax_sum);
 
   // P = exp(scale * q k^T (+ bias) (causal) - lse)
-  const dnn::Desc& s = g->virt(scores);
-  g->matmul(q, kt, s);
-  const dnn::Desc* cur = &g->virt(scores);
-  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.bias_batch > 0) {
-    const dnn::Desc& bias = g->tensor(kBias, k.io, {k.bias_batch, 1, L, S}, {L * S, L * S, S, 1});
-    const dnn::Desc& biased = g->virt(scores);
-    g->pointwise(CUDNN_POINTWISE_ADD, *cur, &bias, biased);
-    cur = &biased;
-  }
-  if (k.causal) {
-    const dnn::Desc& row = g->virt(scores, CUDNN_DATA_INT32);
-    const dnn::Desc& col = g->virt(scores, CUDNN_DATA_INT32);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, row, nullptr, 2);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, col, nullptr, 3);
-    const dnn::Desc& keep = g->virt(scores, CUDNN_DATA_BOOLEAN);
-    g->pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
-    // The lowest finite float, not -inf: exp(lowest - lse) is 0 without a NaN.
-    const dnn::Desc& lowest = g->tensor(kNegInf, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-    const dnn::Desc& masked = g->virt(scores);
-    g->pointwise(CUDNN_POINTWISE_BINARY_SELECT, *cur, &lowest, masked, &keep);
-    cur = &masked;
-  }
+  // (causal: the lowest finite float, not -inf: exp(lowest - lse) is 0 without a NaN)
+  const dnn::Desc* cur = &masked_scores(*g, k, q, kt, scale);
   const dnn::Desc& centred = g->virt(scores);
   g->pointwise(CUDNN_POINTWISE_SUB, *cur, &lse, centred);
   const dnn::Desc& p = g->virt(scores);
