@@ -10,6 +10,7 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
+#include "tests/support/conv_reference.h"
 #include "tests/support/fake_backend.h"
 #include "tests/support/expect_error.h"
 
@@ -34,32 +35,15 @@ void expect_near(const std::vector<double>& got, const std::vector<double>& want
 }
 
 
-struct ConvCase {
-  int64_t n, c, h, w, o, kh, kw, g;
-  Pair s, p, d;
-};
+using ConvCase = kiln::testing::ConvGeometry;
 
-// y[n,o,i,j] = b[o] + sum_{c,u,v} x[n, g*cg + c, i*s - p + u*d, j*s - p + v*d] * w[o, c, u, v]
+// The shared naive reference (tests/support/conv_reference.h); oh and ow as the caller
+// computed them, which must agree with the geometry's.
 std::vector<double> ref_conv(const ConvCase& k, const std::vector<double>& x, const std::vector<double>& w,
                              const std::vector<double>* b, int64_t oh, int64_t ow) {
-  const int64_t cg = k.c / k.g, og = k.o / k.g;
-  std::vector<double> y(size_t(k.n * k.o * oh * ow));
-  for (int64_t n = 0; n < k.n; ++n)
-    for (int64_t o = 0; o < k.o; ++o)
-      for (int64_t i = 0; i < oh; ++i)
-        for (int64_t j = 0; j < ow; ++j) {
-          double acc = b ? (*b)[size_t(o)] : 0.0;
-          for (int64_t c = 0; c < cg; ++c)
-            for (int64_t u = 0; u < k.kh; ++u)
-              for (int64_t v = 0; v < k.kw; ++v) {
-                const int64_t ih = i * k.s[0] - k.p[0] + u * k.d[0], iw = j * k.s[1] - k.p[1] + v * k.d[1];
-                if (ih < 0 || ih >= k.h || iw < 0 || iw >= k.w) continue;
-                acc += x[size_t(((n * k.c + (o / og) * cg + c) * k.h + ih) * k.w + iw)] *
-                       w[size_t(((o * cg + c) * k.kh + u) * k.kw + v)];
-              }
-          y[size_t(((n * k.o + o) * oh + i) * ow + j)] = acc;
-        }
-  return y;
+  EXPECT_EQ(oh, k.oh());
+  EXPECT_EQ(ow, k.ow());
+  return kiln::testing::reference_conv2d(k, x, w, b);
 }
 
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
