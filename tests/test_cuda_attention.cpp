@@ -1,7 +1,7 @@
 // CUDA scaled_dot_product_attention: the fused cuDNN path (float16/bfloat16, head dims
 // that are multiples of 8) and the unfused one, forward and backward, against naive
 // double-precision loops: plain, causal (L < S and L > S), a bool mask with a query that
-// sees nothing, a float mask shared by the batch. Skips without a CUDA device.
+// sees nothing, a float mask shared by the batch, Philox dropout. Skips without CUDA.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,7 +23,16 @@ struct Case {
   int64_t B, L, S, E, Ev;
   bool causal;
   int mask;  // 0 none, 1 bool [L, S] with query 1 masked out entirely, 2 float [L, S]
+  double dropout = 0;
 };
+
+// The contract's dropout factor of probability (b, i, j): 0 or 1/(1 - p) (ops.def).
+double keep_scale(const Case& c, uint64_t seed, uint64_t offset, int64_t b, int64_t i, int64_t j) {
+  if (c.dropout == 0) return 1;
+  uint32_t w[4];
+  Philox4x32::generate(seed, offset + uint64_t((b * c.L + i) * c.S + j), w);
+  return Philox4x32::to_unit(w[0]) < float(c.dropout) ? 0.0 : 1.0 / (1.0 - c.dropout);
+}
 
 // Naive attention and its gradients in double for one problem (inputs as doubles,
 // already rounded to the tested dtype).
@@ -32,7 +41,8 @@ struct Reference {
 };
 
 Reference reference(const Case& c, const std::vector<double>& q, const std::vector<double>& k,
-                    const std::vector<double>& v, const std::vector<double>& mask, const std::vector<double>& go) {
+                    const std::vector<double>& v, const std::vector<double>& mask, const std::vector<double>& go,
+                    uint64_t seed, uint64_t offset) {
   const double scale = 1.0 / std::sqrt(double(c.E));
   Reference r;
   r.o.assign(size_t(c.B * c.L * c.Ev), 0.0);
@@ -61,15 +71,16 @@ Reference reference(const Case& c, const std::vector<double>& q, const std::vect
       for (int64_t j = 0; j < c.S; ++j) p[size_t(j)] = std::exp(p[size_t(j)] - m) / sum;
       double row_dot = 0;
       for (int64_t j = 0; j < c.S; ++j) {
+        const double m = keep_scale(c, seed, offset, b, i, j);
         double d = 0;
         for (int64_t e = 0; e < c.Ev; ++e) {
           const double vj = v[size_t((b * c.S + j) * c.Ev + e)], g = go[size_t((b * c.L + i) * c.Ev + e)];
-          r.o[size_t((b * c.L + i) * c.Ev + e)] += p[size_t(j)] * vj;
-          r.dv[size_t((b * c.S + j) * c.Ev + e)] += p[size_t(j)] * g;
+          r.o[size_t((b * c.L + i) * c.Ev + e)] += p[size_t(j)] * m * vj;
+          r.dv[size_t((b * c.S + j) * c.Ev + e)] += p[size_t(j)] * m * g;
           d += g * vj;
         }
-        dp[size_t(j)] = d;
-        row_dot += p[size_t(j)] * d;
+        dp[size_t(j)] = d * m;
+        row_dot += p[size_t(j)] * dp[size_t(j)];
       }
       for (int64_t j = 0; j < c.S; ++j) {
         const double ds = p[size_t(j)] * (dp[size_t(j)] - row_dot) * scale;
@@ -111,13 +122,13 @@ void run_case(const Case& c, DType dt, double tol) {
     mask = randn({c.L, c.S}, cpu, &g);
     mask_values = mask.to_vector<double>();
   }
-  const Reference ref = reference(c, q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), mask_values,
-                                  go.to_vector<double>());
-
   Tensor qg = q.to(kGpu).requires_grad_(), kg = k.to(kGpu).requires_grad_(), vg = v.to(kGpu).requires_grad_();
-  const AttentionResult fwd =
-      scaled_dot_product_attention_forward(qg.detach(), kg.detach(), vg.detach(), mask.defined() ? mask.to(kGpu) : mask,
-                                           0.0, c.causal);
+  const Tensor mask_gpu = mask.defined() ? mask.to(kGpu) : mask;
+  Generator dropout_gen(17);
+  const AttentionResult fwd = scaled_dot_product_attention_forward(qg.detach(), kg.detach(), vg.detach(), mask_gpu,
+                                                                   c.dropout, c.causal, {}, &dropout_gen);
+  const Reference ref = reference(c, q.to_vector<double>(), k.to_vector<double>(), v.to_vector<double>(), mask_values,
+                                  go.to_vector<double>(), fwd.seed, fwd.offset);
   EXPECT_LT(rel_error(fwd.output.to(kCpu).to_vector<double>(), ref.o), tol) << "output";
   const std::vector<double> lse = fwd.logsumexp.to(kCpu).to_vector<double>();
   for (size_t i = 0; i < lse.size(); ++i) {
@@ -125,17 +136,26 @@ void run_case(const Case& c, DType dt, double tol) {
     else EXPECT_NEAR(lse[i], ref.lse[i], 1e-3 * (1 + std::abs(ref.lse[i]))) << "lse row " << i;
   }
 
-  Tensor out = scaled_dot_product_attention(qg, kg, vg, mask.defined() ? mask.to(kGpu) : mask, 0.0, c.causal);
-  out.backward(go.to(kGpu));
-  EXPECT_LT(rel_error(qg.grad().to(kCpu).to_vector<double>(), ref.dq), tol * 2) << "grad q";
-  EXPECT_LT(rel_error(kg.grad().to(kCpu).to_vector<double>(), ref.dk), tol * 2) << "grad k";
-  EXPECT_LT(rel_error(vg.grad().to(kCpu).to_vector<double>(), ref.dv), tol * 2) << "grad v";
+  Tensor gq, gk, gv;
+  if (c.dropout > 0) {  // the backward op with the forward's dropout stream
+    const AttentionGrads g = scaled_dot_product_attention_backward(go.to(kGpu), qg.detach(), kg.detach(), vg.detach(),
+                                                                   fwd, mask_gpu, c.dropout, c.causal);
+    gq = g.grad_q, gk = g.grad_k, gv = g.grad_v;
+  } else {  // through autograd
+    Tensor out = scaled_dot_product_attention(qg, kg, vg, mask_gpu, 0.0, c.causal);
+    out.backward(go.to(kGpu));
+    gq = qg.grad(), gk = kg.grad(), gv = vg.grad();
+  }
+  EXPECT_LT(rel_error(gq.to(kCpu).to_vector<double>(), ref.dq), tol * 2) << "grad q";
+  EXPECT_LT(rel_error(gk.to(kCpu).to_vector<double>(), ref.dk), tol * 2) << "grad k";
+  EXPECT_LT(rel_error(gv.to(kCpu).to_vector<double>(), ref.dv), tol * 2) << "grad v";
 }
 
 const std::vector<Case> kCases = {
     {3, 77, 93, 64, 64, false, 0},  {2, 64, 200, 128, 64, true, 0}, {2, 90, 40, 64, 64, true, 0},
     {3, 33, 48, 64, 32, false, 1}, {2, 40, 56, 32, 32, false, 2}, {1, 128, 128, 128, 128, false, 0},
     {2, 5, 7, 12, 4, false, 1}, {2, 6, 9, 12, 4, true, 0},  // head dims cuDNN does not take: unfused
+    {3, 37, 45, 64, 32, false, 0, 0.3}, {2, 40, 40, 16, 16, true, 0, 0.5},  // dropout: unfused, on the GPU
 };
 
 }  // namespace

@@ -2,8 +2,8 @@
 // cuDNN's fused flash-attention kernel (cudnn_sdpa.h): no [L, S] matrix in memory.
 // Everything else (float32/64, head dims cuDNN rejects, dropout) takes the unfused
 // path: scores = scale * q k^T through cuBLASLt into float32 (float64 for float64),
-// the masks, one softmax pass that also writes each row's log-sum-exp, then @ v.
-// Dropout runs the CPU kernel (run_on_cpu) so the Philox stream matches the contract.
+// the masks, one softmax pass that also writes each row's log-sum-exp, the Philox
+// dropout of the contract (attention_dropout.cu), then @ v.
 #include <cmath>
 #include <cstdint>
 
@@ -112,6 +112,7 @@ void unfused_forward(const KernelArgs& k, const AttentionAttrs& at) {
   Tensor lse_acc = lse.dtype() == acc && lse.is_contiguous() ? lse : empty({B, L}, acc_opts);
   softmax_rows_with_lse(s, p, lse_acc, dev);
   if (!lse_acc.is_same(lse)) lse.copy_(lse_acc);
+  if (at.dropout_p > 0) apply_attention_dropout(p, 0, at, dev);
   if (o.numel() > 0) gemm(p, v, o, 1.0, false, dev);
   if (at.is_causal || at.has_mask) {  // fully masked rows: output 0 (their probabilities are NaN)
     const Tensor dead = eq(lse_acc, -INFINITY).unsqueeze(2);
@@ -121,7 +122,6 @@ void unfused_forward(const KernelArgs& k, const AttentionAttrs& at) {
 
 void attention_kernel(const KernelArgs& k) {
   const auto& at = k.attr<AttentionAttrs>();
-  if (at.dropout_p > 0) return run_on_cpu(k);
   if (k.outputs[0].numel() == 0 && k.outputs[1].numel() == 0) return;
   if (fused_forward(k, at)) return;
   unfused_forward(k, at);

@@ -6,7 +6,8 @@
 // probabilities rebuilt from the saved log-sum-exp (p = exp(s - lse)), then
 //   dv = p^T do,  dp = do v^T,  ds = scale * p (dp - rowsum(p dp)),  dq = ds k,  dk = ds^T q.
 // For 16-bit inputs p and ds enter the products in the input dtype, as flash-attention
-// backward kernels do; sums accumulate in float32. Dropout runs the CPU kernel.
+// backward kernels do; sums accumulate in float32. With dropout (mask M, scaled), the
+// products use P * M for dV and dP = (dO V^T) * M, the same Philox mask as the forward.
 #include <algorithm>
 #include <cmath>
 
@@ -77,7 +78,6 @@ bool fused_backward(const KernelArgs& k, const AttentionAttrs& at) {
 
 void attention_backward_kernel(const KernelArgs& k) {
   const auto& at = k.attr<AttentionAttrs>();
-  if (at.dropout_p > 0) return run_on_cpu(k);
   if (fused_backward(k, at)) return;
   const Tensor& grad_o = k.inputs[0];
   const Tensor& q = k.inputs[1];
@@ -111,10 +111,15 @@ void attention_backward_kernel(const KernelArgs& k) {
     gemm(qs, ks.transpose(1, 2), s, scale, false, dev);
     s = mask_scores(s, at, mask.defined() ? mask.narrow(0, b0, n) : Tensor());
     const Tensor p = exp(sub(s, lse_safe.narrow(0, b0, n).unsqueeze(2)));
-    const Tensor p_io = p.to(io).contiguous();
-    gemm_into(p_io.transpose(1, 2), dos, gv.narrow(0, b0, n), dev);
+    Tensor p_kept = p.to(io).contiguous();
+    if (at.dropout_p > 0) {
+      if (p_kept.is_same(p)) p_kept = p.clone();
+      apply_attention_dropout(p_kept, b0, at, dev);
+    }
+    gemm_into(p_kept.transpose(1, 2), dos, gv.narrow(0, b0, n), dev);
     Tensor dp = empty({n, L, S}, acc_opts);
     gemm(dos, vs.transpose(1, 2), dp, 1.0, false, dev);
+    if (at.dropout_p > 0) apply_attention_dropout(dp, b0, at, dev);
     const Tensor row_dot = sum(mul(p, dp), {2}, true);
     const Tensor ds = mul(mul(p, sub(dp, row_dot)), scale).to(io).contiguous();
     gemm_into(ds, ks, gq.narrow(0, b0, n), dev);

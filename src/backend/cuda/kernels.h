@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kiln/dispatch.h"
+#include "kiln/op_attrs.h"
 #include "kiln/shape.h"
 
 namespace kiln {
@@ -37,6 +38,9 @@ void softmax_rows_with_lse(const Tensor& s, const Tensor& p, const Tensor& lse, 
 void check_index_range(const char* op, const Tensor& idx, int64_t bound, int64_t dim, const Shape& indexed_shape);
 // "cuDNN 9.14.0, cuBLASLt 13.0.0, NCCL 2.27.3": the libraries loaded (library_versions.cpp).
 std::string library_versions();
+// Attention dropout in place on probabilities x [n, L, S] (contiguous), whose first row
+// block is batch first_batch of the whole [B, L, S] (attention_dropout.cu).
+void apply_attention_dropout(const Tensor& x, int64_t first_batch, const AttentionAttrs& at, int device);
 // Runs the op's CPU kernel on CPU copies of the arguments and copies the outputs back
 // (for attribute combinations a CUDA kernel does not cover).
 void run_on_cpu(const KernelArgs& args);
