@@ -41,9 +41,9 @@ Tensor additive_bias(const Tensor& mask, DType dt) {
   return base.to(dt).contiguous();
 }
 
-SdpaForwardKey sdpa_key(int device, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionAttrs& at,
+SdpaKey sdpa_key(int device, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionAttrs& at,
                         const Tensor& bias) {
-  SdpaForwardKey key;
+  SdpaKey key;
   key.device = device;
   key.io = q.dtype() == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
   key.B = q.size(0), key.L = q.size(1), key.E = q.size(2), key.S = k.size(1), key.Ev = v.size(2);
@@ -70,7 +70,7 @@ bool fused_forward(const KernelArgs& k, const AttentionAttrs& at) {
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);
   const Tensor bias = at.has_mask ? additive_bias(k.inputs[3], dt) : Tensor();
-  const SdpaForwardKey key = sdpa_key(dev, q, kk, v, at, bias);
+  const SdpaKey key = sdpa_key(dev, q, kk, v, at, bias);
   const auto lock = cudnn_lock();
   cudnnHandle_t handle = cudnn_handle(dev, kOp);
   const dnn::Graph* plan = sdpa_forward_plan(handle, key);

@@ -53,7 +53,7 @@ bool fused_backward(const KernelArgs& k, const AttentionAttrs& at) {
   const int dev = k.device.index;
   CudaDeviceGuard guard(dev);
   const Tensor bias = at.has_mask ? additive_bias(k.inputs[6], dt) : Tensor();
-  const SdpaForwardKey key = sdpa_key(dev, q, kk, v, at, bias);
+  const SdpaKey key = sdpa_key(dev, q, kk, v, at, bias);
   const TensorOptions f32 = TensorOptions(DType::Float32).device(q.device());
   // A fully masked row (lse = -inf, every score -inf) gets lse 0: its probabilities are 0.
   Tensor lse_f = lse.to(DType::Float32);

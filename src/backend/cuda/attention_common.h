@@ -19,7 +19,7 @@ Tensor additive_bias(const Tensor& mask, DType dt);
 
 // The cuDNN graph key of an attention call on q [B, L, E], k [B, S, E], v [B, S, Ev]
 // (float16/bfloat16) with its bias from additive_bias (undefined without a mask).
-SdpaForwardKey sdpa_key(int device, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionAttrs& at,
+SdpaKey sdpa_key(int device, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionAttrs& at,
                         const Tensor& bias);
 
 inline bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }

@@ -21,7 +21,7 @@ enum Uid : int64_t { kQ = 1, kK, kV, kO, kLse, kScale, kBias, kNegInf, kGradO, k
 
 // The scores both graphs start from: scale * q k^T (+ bias), with keys after their query
 // replaced by fill (a by-value tensor: -inf forward, the lowest float backward) when causal.
-const dnn::Desc& masked_scores(dnn::Graph& g, const SdpaForwardKey& k, const dnn::Desc& q, const dnn::Desc& kt,
+const dnn::Desc& masked_scores(dnn::Graph& g, const SdpaKey& k, const dnn::Desc& q, const dnn::Desc& kt,
                                const dnn::Desc& scale) {
   const std::vector<int64_t> scores{k.B, 1, k.L, k.S};
   const dnn::Desc& s = g.virt(scores);
@@ -49,7 +49,7 @@ const dnn::Desc& masked_scores(dnn::Graph& g, const SdpaForwardKey& k, const dnn
   return *cur;
 }
 
-std::unique_ptr<dnn::Graph> build(cudnnHandle_t handle, const SdpaForwardKey& k) {
+std::unique_ptr<dnn::Graph> build_forward(cudnnHandle_t handle, const SdpaKey& k) {
   auto g = std::make_unique<dnn::Graph>(kOp);
   const int64_t B = k.B, L = k.L, S = k.S, E = k.E, Ev = k.Ev;
   const dnn::Desc& q = g->tensor(kQ, k.io, {B, 1, L, E}, {L * E, L * E, E, 1});
@@ -83,7 +83,7 @@ std::unique_ptr<dnn::Graph> build(cudnnHandle_t handle, const SdpaForwardKey& k)
 // give for flash-attention backward: softmax_sum = rowsum(dO * O); P = exp(scores - lse);
 // dV = P^T dO; dS = P (dO V^T - softmax_sum) scale; dK = dS^T Q; dQ = dS K through a
 // float32 accumulator in cuDNN's tiled order.
-std::unique_ptr<dnn::Graph> build_backward(cudnnHandle_t handle, const SdpaForwardKey& k) {
+std::unique_ptr<dnn::Graph> build_backward(cudnnHandle_t handle, const SdpaKey& k) {
   auto g = std::make_unique<dnn::Graph>("scaled_dot_product_attention_backward");
   const int64_t B = k.B, L = k.L, S = k.S, E = k.E, Ev = k.Ev;
   const dnn::Desc& q = g->tensor(kQ, k.io, {B, 1, L, E}, {L * E, L * E, E, 1});
@@ -149,9 +149,9 @@ std::unique_ptr<dnn::Graph> build_backward(cudnnHandle_t handle, const SdpaForwa
 
 }  // namespace
 
-const dnn::Graph* sdpa_backward_plan(cudnnHandle_t handle, const SdpaForwardKey& key) {
+const dnn::Graph* sdpa_backward_plan(cudnnHandle_t handle, const SdpaKey& key) {
   static std::mutex mutex;
-  static std::map<SdpaForwardKey, std::unique_ptr<dnn::Graph>> cache;  // nullptr: unsupported
+  static std::map<SdpaKey, std::unique_ptr<dnn::Graph>> cache;  // nullptr: unsupported
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(key);
   if (it == cache.end()) it = cache.emplace(key, build_backward(handle, key)).first;
@@ -177,12 +177,12 @@ void sdpa_backward_run(const dnn::Graph& plan, cudnnHandle_t handle, const void*
   plan.execute(handle, uids, ptrs, workspace);
 }
 
-const dnn::Graph* sdpa_forward_plan(cudnnHandle_t handle, const SdpaForwardKey& key) {
+const dnn::Graph* sdpa_forward_plan(cudnnHandle_t handle, const SdpaKey& key) {
   static std::mutex mutex;
-  static std::map<SdpaForwardKey, std::unique_ptr<dnn::Graph>> cache;  // nullptr: unsupported
+  static std::map<SdpaKey, std::unique_ptr<dnn::Graph>> cache;  // nullptr: unsupported
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, build(handle, key)).first;
+  if (it == cache.end()) it = cache.emplace(key, build_forward(handle, key)).first;
   return it->second.get();
 }
 

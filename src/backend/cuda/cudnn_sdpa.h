@@ -15,21 +15,22 @@
 
 namespace kiln::cuda {
 
-struct SdpaForwardKey {
+// One attention problem; the forward and backward graphs of a shape share it.
+struct SdpaKey {
   int device = 0;
   cudnnDataType_t io = CUDNN_DATA_BFLOAT16;  // q, k, v, o (and bias)
   int64_t B = 0, L = 0, S = 0, E = 0, Ev = 0;  // q [B, L, E], k [B, S, E], v [B, S, Ev]
   bool causal = false;
   int64_t bias_batch = 0;  // 0: no bias; 1: one [L, S] bias for every batch; B: bias [B, L, S]
   auto tie() const { return std::tie(device, io, B, L, S, E, Ev, causal, bias_batch); }
-  bool operator<(const SdpaForwardKey& o) const { return tie() < o.tie(); }
+  bool operator<(const SdpaKey& o) const { return tie() < o.tie(); }
 };
 
 // The cached plan for key, or nullptr when cuDNN has no fused engine for it.
-const dnn::Graph* sdpa_forward_plan(cudnnHandle_t handle, const SdpaForwardKey& key);
+const dnn::Graph* sdpa_forward_plan(cudnnHandle_t handle, const SdpaKey& key);
 
 // The cached backward plan for key, or nullptr when cuDNN has no fused engine for it.
-const dnn::Graph* sdpa_backward_plan(cudnnHandle_t handle, const SdpaForwardKey& key);
+const dnn::Graph* sdpa_backward_plan(cudnnHandle_t handle, const SdpaKey& key);
 
 // Runs a plan from sdpa_backward_plan: q, k, v, bias as the forward; o and grad_o
 // [B, L, Ev]; lse [B, L] float32 (finite: a fully masked row's -inf replaced by 0);
