@@ -7,7 +7,7 @@
 #include "kiln/op_attrs.h"
 #include "src/backend/cpu/kernels.h"
 #include "src/backend/cpu/loops.h"
-#include "src/backend/cpu/vector_math.h"
+#include "src/backend/cpu/vec_math.h"
 
 namespace kiln::cpu {
 
@@ -106,10 +106,10 @@ template <OpId Op, typename V>
     return x;  // float-only ops are registered for floating dtypes only
   } else if constexpr (std::is_same_v<V, float> &&
                        (Op == OpId::Exp || Op == OpId::Sigmoid || Op == OpId::Silu || Op == OpId::Gelu)) {
-    if constexpr (Op == OpId::Exp) return vmath::exp_f32(x);
-    else if constexpr (Op == OpId::Sigmoid) return 1.f / (1.f + vmath::exp_f32(-x));
-    else if constexpr (Op == OpId::Silu) return x / (1.f + vmath::exp_f32(-x));
-    else return 0.5f * x * vmath::erfc_f32(x * -0.70710678118654752f);
+    if constexpr (Op == OpId::Exp) return fast_expf(x);
+    else if constexpr (Op == OpId::Sigmoid) return 1.f / (1.f + fast_expf(-x));
+    else if constexpr (Op == OpId::Silu) return x / (1.f + fast_expf(-x));
+    else return 0.5f * x * fast_erfcf(x * -0.70710678118654752f);
   } else if constexpr (Op == OpId::Exp) return std::exp(x);
   else if constexpr (Op == OpId::Log) return std::log(x);
   else if constexpr (Op == OpId::Sqrt) return std::sqrt(x);
