@@ -1,6 +1,7 @@
 #pragma once
 // Attribute structs passed to kernels through KernelArgs::attrs, one per op family.
-// Front ends fill them after validation; kernels read them with args.attr<T>().
+// Front ends fill them after validation; kernels read them with args.attr<T>() (checked
+// against the op's declared struct, ops.def's Attrs column) or args.attrs_of<OpId::X>().
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -9,6 +10,7 @@
 
 namespace kiln {
 
+struct NoAttrs {};                                      // ops without attributes
 struct ScalarAttrs { Scalar value; };                   // Fill; binary ops with alpha (Add/Sub: b*alpha)
 struct RangeAttrs { double start = 0, step = 1; };      // Arange/linspace: out[i] = start + i*step
 struct RandomAttrs {                                    // RandomUniform [low, high), RandomNormal (mean, std), RandomInt [low, high)
@@ -62,5 +64,23 @@ struct AdamAttrs {
   bool decoupled = false;                               // AdamW
   bool amsgrad = false;                                 // a 4th output: max_exp_avg_sq
 };
+
+// Every attribute struct, so that the dispatcher can tell them apart at run time.
+#define KILN_ATTRS_LIST(X)                                                                                       \
+  X(NoAttrs) X(ScalarAttrs) X(RangeAttrs) X(RandomAttrs) X(ClampAttrs) X(DimAttrs) X(ReduceAttrs) X(MatmulAttrs) \
+  X(Conv2dAttrs) X(Pool2dAttrs) X(BatchNormAttrs) X(LayerNormAttrs) X(AttentionAttrs) X(DropoutAttrs)            \
+  X(OneHotAttrs) X(AdamAttrs)
+
+enum class AttrsKind : uint8_t {
+#define KILN_X(A) A,
+  KILN_ATTRS_LIST(KILN_X)
+#undef KILN_X
+};
+template <class A> struct AttrsKindOf;  // undefined for a type that is not an attribute struct
+#define KILN_X(A) \
+  template <> struct AttrsKindOf<A> { static constexpr AttrsKind value = AttrsKind::A; };
+KILN_ATTRS_LIST(KILN_X)
+#undef KILN_X
+template <class A> inline constexpr AttrsKind attrs_kind_v = AttrsKindOf<A>::value;
 
 }  // namespace kiln

@@ -12,13 +12,23 @@
 
 namespace kiln {
 
-const char* op_name(OpId op) {
-  static const char* const names[] = {
-#define KILN_OP(id, name, accepted) name,
-#include "kiln/ops.def"
-#undef KILN_OP
-  };
-  return int(op) < kNumOps ? names[int(op)] : "unknown-op";
+const char* op_name(OpId op) { return int(op) < kNumOps ? kOpSchema[int(op)].name : "unknown-op"; }
+
+namespace {
+const char* attrs_kind_name(AttrsKind k) {
+  switch (k) {
+#define KILN_X(A) case AttrsKind::A: return #A;
+    KILN_ATTRS_LIST(KILN_X)
+#undef KILN_X
+  }
+  return "?";
+}
+}  // namespace
+
+void KernelArgs::check_attrs(AttrsKind k) const {
+  KILN_CHECK(attrs != nullptr && op_schema(op).attrs == k, op_name(op), "internal error: a kernel read ",
+             attrs_kind_name(k), " but the op declares ", attrs_kind_name(op_schema(op).attrs),
+             attrs ? "" : " and none were passed");
 }
 
 std::string dtype_set_str(DTypeSet s) {
@@ -110,13 +120,20 @@ void set_execution_strategy(ExecutionStrategy s) {
   g_threshold = s.gpu_threshold;
 }
 
-void dispatch(OpId op, std::span<const Tensor> inputs, std::span<Tensor> outputs, const void* attrs) {
-  KILN_CHECK(!inputs.empty() || !outputs.empty(), op_name(op), "dispatch needs a tensor");
-  dispatch(op, inputs.empty() ? outputs[0].dtype() : inputs[0].dtype(), inputs, outputs, attrs);
+void dispatch(OpId op, std::span<const Tensor> inputs, std::span<Tensor> outputs) {
+  dispatch_untyped(op, std::nullopt, inputs, outputs, nullptr, AttrsKind::NoAttrs);
 }
 
-void dispatch(OpId op, DType key, std::span<const Tensor> inputs, std::span<Tensor> outputs, const void* attrs) {
+void dispatch(OpId op, DType key, std::span<const Tensor> inputs, std::span<Tensor> outputs) {
+  dispatch_untyped(op, key, inputs, outputs, nullptr, AttrsKind::NoAttrs);
+}
+
+void dispatch_untyped(OpId op, std::optional<DType> key_given, std::span<const Tensor> inputs,
+                      std::span<Tensor> outputs, const void* attrs, AttrsKind kind) {
   KILN_CHECK(!inputs.empty() || !outputs.empty(), op_name(op), "dispatch needs a tensor");
+  KILN_CHECK(attrs == nullptr || kind == op_schema(op).attrs, op_name(op), "internal error: dispatched with ",
+             attrs_kind_name(kind), ", the op declares ", attrs_kind_name(op_schema(op).attrs));
+  const DType key = key_given ? *key_given : inputs.empty() ? outputs[0].dtype() : inputs[0].dtype();
   KILN_CHECK(op_dtypes(op) & dtype_bit(key), op_name(op), "does not support dtype ", dtype_name(key),
              " (supported: ", dtype_set_str(op_dtypes(op)), ")");
   const Device home = inputs.empty() ? outputs[0].device() : inputs[0].device();

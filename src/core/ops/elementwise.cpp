@@ -58,6 +58,16 @@ DType result_dtype(Result r, DType computed) {
   return computed;
 }
 
+// Add and Sub take alpha (ScalarAttrs, ops.def); the other binary ops no attributes.
+void dispatch_binary(OpId op, DType key, std::span<const Tensor> in, std::span<Tensor> out, Scalar alpha) {
+  if (op_schema(op).attrs == AttrsKind::ScalarAttrs) {
+    const ScalarAttrs attrs{alpha};
+    dispatch(op, key, in, out, &attrs);
+  } else {
+    dispatch(op, key, in, out);
+  }
+}
+
 // out = op(a, b) with broadcasting; inputs are cast to the computation dtype first.
 Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha = 1) {
   const char* name = op_name(op);
@@ -71,8 +81,7 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
   Tensor out = empty(shape, TensorOptions(result_dtype(r, compute)).device(dev), fmt);
   const Tensor in[] = {kernel_view(broadcast_to(a.to(compute), shape), fmt), kernel_view(broadcast_to(b.to(compute), shape), fmt)};
   Tensor outs[] = {kernel_view(out, fmt)};
-  ScalarAttrs attrs{alpha};
-  dispatch(op, compute, in, outs, &attrs);
+  dispatch_binary(op, compute, in, outs, alpha);
   autograd::record_binary(op, out, a, b, alpha);
   return out;
 }
@@ -97,13 +106,12 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
   const MemoryFormat fmt = inplace_format(a);
   const Tensor in[] = {kernel_view(a, fmt), kernel_view(broadcast_to(b.to(a.dtype()), a.shape()), fmt)};
   Tensor outs[] = {kernel_view(a, fmt)};
-  ScalarAttrs attrs{alpha};
-  dispatch(op, a.dtype(), in, outs, &attrs);
+  dispatch_binary(op, a.dtype(), in, outs, alpha);
   a.storage()->bump_version();
   return a;
 }
 
-Tensor unary(OpId op, const Tensor& a, Result r, const void* attrs = nullptr) {
+Tensor unary(OpId op, const Tensor& a, Result r, const ClampAttrs* attrs = nullptr) {
   const char* name = op_name(op);
   check_defined(name, {&a});
   const DType compute = result_dtype(r, a.dtype());
@@ -111,7 +119,8 @@ Tensor unary(OpId op, const Tensor& a, Result r, const void* attrs = nullptr) {
   Tensor out = empty(a.shape(), TensorOptions(compute).device(a.device()), fmt);
   const Tensor in[] = {kernel_view(a.to(compute), fmt)};
   Tensor outs[] = {kernel_view(out, fmt)};
-  dispatch(op, compute, in, outs, attrs);
+  if (attrs) dispatch(op, compute, in, outs, attrs);
+  else dispatch(op, compute, in, outs);
   autograd::record_unary(op, out, a, attrs);
   return out;
 }

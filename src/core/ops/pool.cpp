@@ -107,7 +107,7 @@ void check_backward(const char* op, const Tensor& gy, const Shape& x4, const Sha
 }
 
 // grad_input keeps grad_output's layout (channels-last in, channels-last out).
-Tensor run_backward(OpId op, std::vector<Tensor> in, const Shape& input_shape, const void* attrs) {
+Tensor run_backward(OpId op, std::vector<Tensor> in, const Shape& input_shape, const Pool2dAttrs* attrs) {
   detail::FormattedOutput gx(input_shape, in[0].dtype(), in[0].device(), in[0].suggest_memory_format());
   if (gx.result.numel() == 0) return gx.result;
   if (in[0].numel() == 0) return gx.result.zero_();
@@ -115,7 +115,8 @@ Tensor run_backward(OpId op, std::vector<Tensor> in, const Shape& input_shape, c
   if (gx4.size() == 3) gx4.insert(gx4.begin(), 1);
   for (Tensor& t : in) t = t.contiguous().view({gx4[0], gx4[1], t.shape()[t.dim() - 2], t.shape()[t.dim() - 1]});
   Tensor outs[] = {gx.kernel.view(gx4)};
-  dispatch(op, in[0].dtype(), in, outs, attrs);
+  if (attrs) dispatch(op, in[0].dtype(), in, outs, attrs);
+  else dispatch(op, in[0].dtype(), in, outs);
   gx.finish();
   return gx.result;
 }
