@@ -183,7 +183,7 @@ TEST(Autograd, InPlaceOnLeafRequiringGradRaises) {
   Tensor x = leaf({1.0, 2.0});
   const uint64_t v = x.version();
   const std::string err = error_of([&] { x.add_(1.0); });
-  EXPECT_NE(err.find("[add] a leaf tensor that requires grad"), std::string::npos) << err;
+  EXPECT_NE(err.find("[add_] a leaf tensor that requires grad"), std::string::npos) << err;
   expect_near(vec(x), {1.0, 2.0});
   EXPECT_EQ(x.version(), v);
   EXPECT_THROW(x.mul_(tensor<double>({2.0, 2.0})), Error);
@@ -409,7 +409,7 @@ TEST(Autograd, ErrorPathsNameTheOpAndChangeNothing) {
   nc.copy_(x.unsqueeze(1) * 1.0);  // nc now has history
   const std::vector<double> before = vec(nc);
   const std::string err2 = error_of([&] { nc.select(0, 0).mul_(2.0); });
-  EXPECT_NE(err2.find("[mul] in-place operation on a view of a non-contiguous tensor"), std::string::npos) << err2;
+  EXPECT_NE(err2.find("[mul_] in-place operation on a view of a non-contiguous tensor"), std::string::npos) << err2;
   EXPECT_EQ(vec(nc), before);
 }
 

@@ -2,6 +2,8 @@
 // installed package, the DataLoader's batching and seeded order, and the transforms
 // against values computed by hand.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -334,4 +336,45 @@ TEST(Transforms, AppliedToBatchesByTheLoader) {
                          .batch_transform = transform_inputs(std::make_shared<Normalize>(
                              std::vector<double>{0.5}, std::vector<double>{0.25}))});
   for (const Example& b : loader) EXPECT_EQ(b.input.to_vector<float>(), std::vector<float>(12, 2.0f));
+}
+
+// A header that promises far more data than the file holds must fail as soon as the data
+// runs out, not after allocating (and zero-filling) what the header promised. Measured
+// in a child process: its peak resident memory must stay near the parent's.
+TEST_F(TempDir, IdxHeaderPromisingGigabytesFailsWithoutAllocatingThem) {
+  const fs::path p = dir_ / "liar.idx";
+  write_plain(p, idx({1u << 14, 1u << 8, 1u << 8}, std::string(1024, '\x07')));  // promises 1 GiB, holds 1 KiB
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int code = 3;
+    try {
+      (void)read_idx(p.string());
+    } catch (const Error& e) {
+      code = std::string(e.what()).find("truncated") != std::string::npos ? 0 : 2;
+    } catch (...) {
+      code = 4;
+    }
+    std::_Exit(code);
+  }
+  int status = 0;
+  rusage child{};
+  ASSERT_EQ(::wait4(pid, &status, 0, &child), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "read_idx did not raise its 'truncated' kiln::Error";
+  EXPECT_LT(child.ru_maxrss, self.ru_maxrss + 256 * 1024) << "peak KiB in the child vs the parent's peak";
+}
+
+// With KILN_FUZZ_SEEDS=<dir>, writes the IDX fuzzer's seed corpus (gzip and plain files).
+TEST_F(TempDir, WriteIdxFuzzSeedCorpus) {
+  const char* dir = std::getenv("KILN_FUZZ_SEEDS");
+  if (!dir || !*dir) GTEST_SKIP() << "set KILN_FUZZ_SEEDS to write the fuzz seed corpus";
+  const fs::path out = fs::path(dir) / "idx";
+  fs::create_directories(out);
+  write_gz(out / "images.gz", idx({2, 28, 28}, image_bytes(2)));
+  write_gz(out / "labels.gz", idx({3}, label_bytes(3)));
+  write_plain(out / "plain", idx({4}, "\x01\x02\x03\x04"));
+  write_plain(out / "liar", idx({1u << 14, 1u << 8, 1u << 8}, std::string(16, '\x07')));
 }

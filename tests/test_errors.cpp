@@ -74,8 +74,8 @@ TEST(Errors, ShapeMismatch) {
   expect_error([&] { (void)where(cond, a, a); }, {"[where]", "[5]", "[2, 3]"}, {cond, a});
   // in place: the result must fit the destination
   Tensor small = iota({3}), big = iota({2, 3});
-  expect_error([&] { add_(small, big); }, {"[add]", "[2, 3]", "[3]"}, {small, big});
-  expect_error([&] { small.mul_(big); }, {"[mul]", "[2, 3]", "[3]"}, {small, big});
+  expect_error([&] { add_(small, big); }, {"[add_]", "[2, 3]", "[3]"}, {small, big});
+  expect_error([&] { small.mul_(big); }, {"[mul_]", "[2, 3]", "[3]"}, {small, big});
   // copy_ needs a source that broadcasts to the destination
   Tensor dst = zeros({2, 3});
   expect_error([&] { dst.copy_(iota({3, 2})); }, {"[copy_]", "[3, 2]", "[2, 3]"}, {dst});
@@ -122,8 +122,8 @@ TEST(Errors, UnsupportedDtype) {
   expect_error([&] { (void)randn({2}, DType::Bool); }, {"[randn]", "bool"});
   // in place can't change the destination's dtype category
   Tensor i = iota({3}, DType::Int32);
-  expect_error([&] { add_(i, f); }, {"[add]", "float32", "int32"}, {i, f});
-  expect_error([&] { div_(i, i); }, {"[div]", "int32"}, {i});
+  expect_error([&] { add_(i, f); }, {"[add_]", "float32", "int32"}, {i, f});
+  expect_error([&] { div_(i, i); }, {"[div_]", "int32"}, {i});
   expect_error([&] { (void)gelu(f, "fast"); }, {"[gelu]", "fast"}, {f});
   expect_error([&] { (void)clamp(f, std::nullopt, std::nullopt); }, {"[clamp]"}, {f});
   expect_error([&] { (void)f.data<double>(); }, {"[data]", "float32", "float64"}, {f});
@@ -137,7 +137,7 @@ TEST(Errors, DeviceMismatch) {
     expect_error([&] { (void)add(c, g); }, {"[add]", "cpu", "metal:0"}, {c, g});
     expect_error([&] { (void)mul(g, c); }, {"[mul]", "cpu", "metal:0"}, {c, g});
     expect_error([&] { (void)where(gt(c, 1.0), c, g); }, {"[where]", "cpu", "metal:0"}, {c, g});
-    expect_error([&] { add_(c, g); }, {"[add]", "cpu", "metal:0"}, {c, g});
+    expect_error([&] { add_(c, g); }, {"[add_]", "cpu", "metal:0"}, {c, g});
   }
   expect_error([&] { set_device(Device(DeviceType::OpenCL, 0)); }, {"[set_device]", "opencl"});
   expect_error([&] { (void)Device::parse("tpu:0"); }, {"[device]", "tpu"});
@@ -149,7 +149,7 @@ TEST(Errors, OutOfRangeIndex) {
   expect_error([&] { (void)a.select(1, 3); }, {"[select]", "3", "[2, 3]"}, {a});
   expect_error([&] { (void)a.select(0, -3); }, {"[select]", "-3"}, {a});
   expect_error([&] { (void)a[2]; }, {"[select]", "2"}, {a});
-  expect_error([&] { (void)a.at({1, 3}); }, {"[select]", "3"}, {a});
+  expect_error([&] { (void)a.at({1, 3}); }, {"[at]", "3"}, {a});
   expect_error([&] { (void)a.at({1}); }, {"[at]", "[2, 3]"}, {a});
   expect_error([&] { (void)a.narrow(1, 2, 2); }, {"[narrow]", "[2, 3]"}, {a});
   expect_error([&] { (void)a.narrow(0, 0, -1); }, {"[narrow]"}, {a});
@@ -191,4 +191,21 @@ TEST(Errors, UndefinedTensors) {
   expect_error([&] { (void)u.shape(); }, {"undefined"});
   Tensor d = zeros({2});
   expect_error([&] { d.copy_(u); }, {"[copy_]", "undefined"}, {d});
+}
+
+// Errors name the op the user called (OpNameScope), not the op that happened to fail
+// inside it (issue 10).
+TEST(Errors, NameTheOpTheUserCalled) {
+  Tensor a = iota({2, 3}), b = iota({3, 2});
+  expect_error([&] { a.add_(b); }, {"[add_]", "[2, 3]"}, {a, b});
+  expect_error([&] { sub_(a, b); }, {"[sub_]"}, {a, b});
+  expect_error([] { (void)zeros({-3}); }, {"[zeros]", "-3"});
+  expect_error([] { (void)ones({-3}); }, {"[ones]", "-3"});
+  expect_error([] { (void)full({-1}, 2.0); }, {"[full]", "-1"});
+  expect_error([] { (void)randn({-5}); }, {"[randn]", "-5"});
+  expect_error([] { (void)rand({-5}); }, {"[rand]", "-5"});
+  expect_error([&] { (void)a.at({0, 7}); }, {"[at]", "7"}, {a});
+  // Only the outermost scope names the error; it ends with its call.
+  expect_error([] { (void)empty({-1}); }, {"[empty]"});
+  EXPECT_EQ(detail::user_op_name(), nullptr);
 }

@@ -165,8 +165,8 @@ TEST(MemoryFormat, ErrorsNameTheOp) {
   expect_error([&] { (void)x.contiguous(kCL); }, "contiguous", "rank 4");
   expect_error([&] { (void)x.contiguous(MemoryFormat::Preserve); }, "contiguous", "preserve");
   expect_error([&] { (void)x.is_contiguous(MemoryFormat::Preserve); }, "is_contiguous", "preserve");
-  expect_error([&] { (void)x.to(kCL); }, "empty", "rank 4");
-  expect_error([&] { (void)x.clone(kCL); }, "empty", "rank 4");
+  expect_error([&] { (void)x.to(kCL); }, "to", "rank 4");
+  expect_error([&] { (void)x.clone(kCL); }, "clone", "rank 4");
   EXPECT_EQ(values(x), vx);
   EXPECT_STREQ(memory_format_name(kCL), "channels_last");
 }

@@ -2,10 +2,13 @@
 // from the format's definition, and every malformed-file error leaving targets unchanged.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -272,4 +275,110 @@ TEST_F(SafetensorsFiles, LoadIntoCopiesOrChangesNothing) {
   u.replace(at, 5, "\"U32\"");
   write_bytes(unknown, u);
   expect_unchanged(unknown, {{"w", w}, {"b", b}}, true, "unknown dtype 'U32'");
+}
+
+// Hostile headers (issue 10): each is rejected with a kiln::Error naming the file, quickly
+// and without recursing, and the message quotes a bounded prefix of what it rejects.
+TEST_F(SafetensorsFiles, DeeplyNestedHeaderIsRejectedWithABoundedMessage) {
+  const std::string p = path("deep.safetensors");
+  const size_t depth = 100'000;  // dumping this in a message used to overflow the stack
+  const std::string shape = std::string(depth, '[') + "1" + std::string(depth, ']');
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":)" + shape + R"(,"data_offsets":[0,4]}})", raw<float>({1})));
+  expect_error(p, "nests deeper than the format's 3 levels");
+  const std::string offsets = std::string(depth, '[') + "0" + std::string(depth, ']');
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":)" + offsets + "}}", raw<float>({1})));
+  try {
+    (void)load_safetensors(p);
+    FAIL() << "expected kiln::Error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+  }
+  // Brackets inside strings are text, not nesting.
+  write_bytes(p, make_file(R"({"[[[[{{":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", raw<float>({3})));
+  EXPECT_EQ(load_safetensors(p).at("[[[[{{").to_vector<float>(), std::vector<float>{3});
+  // A long rejected value is quoted by a prefix only.
+  std::string wide = "[";
+  for (int i = 0; i < 10000; ++i) wide += "1.5,";
+  wide += "1]";
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":)" + wide + R"(,"data_offsets":[0,4]}})", raw<float>({1})));
+  try {
+    (void)load_safetensors(p);
+    FAIL() << "expected kiln::Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("not a non-negative integer"), std::string::npos) << msg;
+    EXPECT_LT(msg.size(), 400u) << msg;
+  }
+}
+
+TEST_F(SafetensorsFiles, DuplicateNamesNulBytesAndOverflowingShapesAreRejected) {
+  const std::string p = path("dup.safetensors");
+  // The same name twice: the reader used to keep the last entry.
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                           R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           raw<float>({1, 2})));
+  expect_error(p, "names 'a' twice");
+  // ... also inside an entry, and when loading into a model.
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}})", raw<float>({1})));
+  expect_error(p, "names 'dtype' twice");
+  Tensor target = zeros({1});
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                           R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                           raw<float>({1, 2})));
+  EXPECT_THROW(load_safetensors_into(p, TensorMap{{"a", target}}), Error);
+  EXPECT_EQ(target.to_vector<float>(), std::vector<float>{0});
+
+  // A NUL byte: parsing used to stop there and accept the prefix.
+  const std::string ok = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  write_bytes(p, make_file(ok + std::string(1, '\0') + R"(,"b":5})", raw<float>({1})));
+  expect_error(p, "NUL byte");
+  write_bytes(p, make_file(R"({"a)" + std::string(1, '\0') + R"(":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                           raw<float>({1})));
+  expect_error(p, "NUL byte");
+
+  // Element count 0, but the strides of [0, 2^62, 2^62] do not fit int64.
+  write_bytes(p, make_file(R"({"a":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],)"
+                           R"("data_offsets":[0,0]}})",
+                           ""));
+  expect_error(p, "overflows int64");
+}
+
+TEST_F(SafetensorsFiles, FloatValuesOutOfAnIntegerRangeConvertAsPyTorchOnX86) {
+  // num_batches_tracked is int64; a file may hold it as F32. PyTorch's copy_ (on x86)
+  // gives the integer minimum for values that do not fit and for NaN; C++ leaves it undefined.
+  const std::string p = path("int_target.safetensors");
+  save_safetensors(p, {{"n", tensor(std::vector<float>{1e30f, -1e30f, NAN, 7.9f, -7.9f, INFINITY})}});
+  Tensor n64 = zeros({6}, DType::Int64), n32 = zeros({6}, DType::Int32);
+  load_safetensors_into(p, TensorMap{{"n", n64}});
+  const int64_t lo64 = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(n64.to_vector<int64_t>(), (std::vector<int64_t>{lo64, lo64, lo64, 7, -7, lo64}));
+  load_safetensors_into(p, TensorMap{{"n", n32}});
+  const int32_t lo32 = std::numeric_limits<int32_t>::min();
+  EXPECT_EQ(n32.to_vector<int32_t>(), (std::vector<int32_t>{lo32, lo32, lo32, 7, -7, lo32}));
+}
+
+// With KILN_FUZZ_SEEDS=<dir>, writes the fuzzers' seed corpus: valid files of every dtype
+// and the hostile cases above (scripts/ci-fuzz.sh runs this first).
+TEST(SafetensorsSeeds, WriteFuzzSeedCorpus) {
+  const char* dir = std::getenv("KILN_FUZZ_SEEDS");
+  if (!dir || !*dir) GTEST_SKIP() << "set KILN_FUZZ_SEEDS to write the fuzz seed corpus";
+  const std::filesystem::path out = std::filesystem::path(dir) / "safetensors";
+  std::filesystem::create_directories(out);
+  std::vector<std::string> seeds = {
+      serialize_safetensors({{"w", ones({2, 3})}, {"b", zeros({3}, DType::Float64)}}, {{"k", "v"}}),
+      serialize_safetensors({{"h", ones({2}, DType::Float16)}, {"bf", ones({1}, DType::BFloat16)},
+                             {"i", ones({2}, DType::Int32)}, {"l", ones({1}, DType::Int64)},
+                             {"f", ones({3}, DType::Bool)}, {"s", scalar_tensor(2.5)}}),
+      serialize_safetensors({{"e", zeros({0, 4})}}),
+      make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],)"
+                R"("data_offsets":[4,8]}})",
+                raw<float>({1, 2})),
+      make_file(R"({"a":{"dtype":"F32","shape":[[[1]]],"data_offsets":[0,4]}})", raw<float>({1})),
+      make_file(R"({"a":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})",
+                ""),
+  };
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    std::ofstream f(out / ("seed" + std::to_string(i)), std::ios::binary);
+    f.write(seeds[i].data(), std::streamsize(seeds[i].size()));
+  }
 }

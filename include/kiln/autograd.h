@@ -12,6 +12,7 @@
 // backward pass runs on whatever device the forward ran on.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,6 +92,9 @@ struct AutogradMeta {
   uint32_t output_nr = 0;             // which output of grad_fn this tensor is
   bool retains_grad = false;
   std::weak_ptr<Node> grad_accumulator;  // leaves: the AccumulateGrad node feeding .grad
+  // Serialises what concurrent backward() calls do to this tensor (as PyTorch's per-leaf
+  // lock): creating grad_accumulator and accumulating into grad.
+  std::mutex mutex;
   // A view recorded under autograd: the tensor whose storage it shares (never itself a view),
   // and the storage version when its history was set. A later in-place change of the base
   // (or of a sibling view) makes the view take its gradient through the base's new history.

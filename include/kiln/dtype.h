@@ -2,6 +2,7 @@
 // Element types and the scalar C++ types that carry them.
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <ostream>
 #include <string>
 
@@ -109,6 +110,15 @@ template <typename T> struct compute_type { using type = T; };
 template <> struct compute_type<Half> { using type = float; };
 template <> struct compute_type<BFloat16> { using type = float; };
 template <typename T> using compute_t = typename compute_type<T>::type;
+
+// Floating-point to integer conversion with a defined result for every input: values
+// whose truncation fits I convert as in C++; NaN, infinities and out-of-range values give
+// I's minimum, which is what x86 (so PyTorch on x86 CPUs) produces, where C++ leaves the
+// conversion undefined.
+template <typename I, typename F> constexpr I float_to_int(F v) {
+  constexpr F lo = F(std::numeric_limits<I>::min());  // -2^(bits-1): exact in F
+  return (v >= lo && v < -lo) ? I(v) : std::numeric_limits<I>::min();
+}
 
 }  // namespace kiln
 

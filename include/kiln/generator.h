@@ -1,6 +1,10 @@
 #pragma once
 // Seedable random numbers. Kernels draw from a counter-based Philox stream keyed by
 // (seed, offset), so the same seed gives the same numbers on every device.
+// A Generator may be shared by threads: advance() reserves its counters atomically, so
+// concurrent draws get disjoint parts of the stream (which thread gets which part follows
+// the order of the calls). Seeding while another thread draws is not ordered with it.
+#include <atomic>
 #include <cstdint>
 
 namespace kiln {
@@ -8,16 +12,22 @@ namespace kiln {
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0x853c49e6748fea9bULL) : seed_(seed) {}
+  Generator(const Generator& o) : seed_(o.seed()), offset_(o.offset()) {}
+  Generator& operator=(const Generator& o) {
+    seed_ = o.seed();
+    offset_ = o.offset();
+    return *this;
+  }
   void manual_seed(uint64_t seed) { seed_ = seed; offset_ = 0; }
-  uint64_t seed() const { return seed_; }
-  uint64_t offset() const { return offset_; }
+  uint64_t seed() const { return seed_.load(std::memory_order_relaxed); }
+  uint64_t offset() const { return offset_.load(std::memory_order_relaxed); }
   void set_offset(uint64_t o) { offset_ = o; }
   // Reserves n counters of the stream and returns the first.
-  uint64_t advance(uint64_t n) { const uint64_t o = offset_; offset_ += n; return o; }
+  uint64_t advance(uint64_t n) { return offset_.fetch_add(n, std::memory_order_relaxed); }
 
  private:
-  uint64_t seed_;
-  uint64_t offset_ = 0;
+  std::atomic<uint64_t> seed_;
+  std::atomic<uint64_t> offset_{0};
 };
 
 Generator& default_generator();

@@ -41,6 +41,7 @@ class AccumulateGrad final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     Tensor g = std::move(grads[0]);
     AutogradMeta& m = *leaf_->autograd;
+    const std::lock_guard<std::mutex> lock(m.mutex);  // other threads' backward() may feed this leaf too
     if (!m.grad.defined()) {
       // Take the gradient buffer when nothing else can see it; copy otherwise, so that two
       // leaves never share one .grad (optimizers and clipping update grads in place).
@@ -91,6 +92,7 @@ Edge gradient_edge(const Tensor& t) {
   if (m.grad_fn && m.view_base.defined() && t.version() != m.view_version) refresh_view_history(t);
   if (m.grad_fn) return {m.grad_fn, m.output_nr};
   if (!m.requires_grad) return {};
+  const std::lock_guard<std::mutex> lock(m.mutex);  // one accumulator per leaf, whichever thread asks first
   std::shared_ptr<Node> acc = m.grad_accumulator.lock();
   if (!acc) {
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
@@ -174,6 +176,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& tensors, const std::
     for (auto& [output_nr, weak] : n->retained) {
       std::shared_ptr<TensorImpl> impl = weak.lock();
       if (!impl || !impl->autograd || impl->autograd->grad_fn.get() != n) continue;
+      const std::lock_guard<std::mutex> lock(impl->autograd->mutex);
       Tensor& dst = impl->autograd->grad;
       dst = dst.defined() ? dst + grads[output_nr] : grads[output_nr].clone();
     }

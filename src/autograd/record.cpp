@@ -1,5 +1,6 @@
 // Recording: builds FunctionNodes on op outputs, and runs in-place ops through autograd.
 #include "src/autograd/record.h"
+#include "src/core/mem_overlap.h"
 
 #include "kiln/ops.h"
 
@@ -156,6 +157,12 @@ bool inplace_through_autograd(const char* op, Tensor& self, std::initializer_lis
   for (const Tensor* o : others) any |= o->defined() && o->requires_grad();
   if (!any) return false;
   check_inplace(op, self);
+  {  // the same overlap rules as the dispatcher applies when no graph is recorded
+    std::vector<Tensor> inputs;
+    for (const Tensor* o : others)
+      if (o->defined()) inputs.push_back(*o);
+    check_output_overlap(op, inputs, std::span<const Tensor>(&self, 1));
+  }
   // The old value is copied because the formula may need it after self is overwritten.
   Tensor r = fn(needs_old_value ? self.clone() : self);
   if (r.dtype() != self.dtype()) r = r.to(self.dtype());

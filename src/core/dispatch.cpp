@@ -9,6 +9,7 @@
 #include "kiln/device_manager.h"
 #include "kiln/profiler.h"
 #include "kiln/tensor.h"
+#include "src/core/mem_overlap.h"
 
 namespace kiln {
 
@@ -136,6 +137,7 @@ void dispatch_untyped(OpId op, std::optional<DType> key_given, std::span<const T
   const DType key = key_given ? *key_given : inputs.empty() ? outputs[0].dtype() : inputs[0].dtype();
   KILN_CHECK(op_dtypes(op) & dtype_bit(key), op_name(op), "does not support dtype ", dtype_name(key),
              " (supported: ", dtype_set_str(op_dtypes(op)), ")");
+  check_output_overlap(op_name(op), inputs, outputs);
   const Device home = inputs.empty() ? outputs[0].device() : inputs[0].device();
   int64_t work = 0;
   for (const Tensor& t : inputs) {

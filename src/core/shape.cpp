@@ -1,15 +1,55 @@
 #include "kiln/shape.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "kiln/error.h"
 
 namespace kiln {
 
+namespace {
+// The label for size errors raised outside any OpNameScope.
+constexpr const char* kSizeOp = "shape";
+
+[[noreturn]] void size_overflow(const Shape& shape, const char* what) {
+  KILN_FAIL(kSizeOp, "shape ", shape_str(shape), ": ", what, " overflows int64 (the tensor cannot exist)");
+}
+}  // namespace
+
+int64_t checked_mul(const char* op, int64_t a, int64_t b) {
+  int64_t r;
+  KILN_CHECK(!__builtin_mul_overflow(a, b, &r), op, "size arithmetic overflows int64: ", a, " * ", b);
+  return r;
+}
+
+int64_t checked_add(const char* op, int64_t a, int64_t b) {
+  int64_t r;
+  KILN_CHECK(!__builtin_add_overflow(a, b, &r), op, "size arithmetic overflows int64: ", a, " + ", b);
+  return r;
+}
+
 int64_t numel_of(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    if (__builtin_mul_overflow(n, s, &n)) {
+      for (int64_t z : shape)  // a zero dim makes any product 0, whatever came before it
+        if (z == 0) return 0;
+      size_overflow(shape, "the element count");
+    }
   return n;
+}
+
+bool shape_overflows(const Shape& shape) {
+  int64_t stride = 1, numel = 1;
+  bool zero = false, numel_overflows = false;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] < 0) return true;
+    zero |= shape[i] == 0;
+    numel_overflows |= __builtin_mul_overflow(numel, shape[i], &numel);
+    // The stride of dim i - 1 is the product of the dims after it (size-0 dims count as 1).
+    if (i > 0 && __builtin_mul_overflow(stride, std::max<int64_t>(shape[i], 1), &stride)) return true;
+  }
+  return numel_overflows && !zero;
 }
 
 Strides contiguous_strides(const Shape& shape) {
@@ -17,7 +57,8 @@ Strides contiguous_strides(const Shape& shape) {
   int64_t acc = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= std::max<int64_t>(shape[i], 1);
+    if (__builtin_mul_overflow(acc, std::max<int64_t>(shape[i], 1), &acc) && i > 0)
+      size_overflow(shape, "a contiguous stride");
   }
   return st;
 }
@@ -28,9 +69,17 @@ Strides channels_last_strides(const Shape& shape) {
   Strides st(4);
   st[1] = 1;
   st[3] = shape[1];
-  st[2] = st[3] * shape[3];
-  st[0] = st[2] * shape[2];
+  if (__builtin_mul_overflow(st[3], shape[3], &st[2]) || __builtin_mul_overflow(st[2], shape[2], &st[0]))
+    size_overflow(shape, "a channels-last stride");
   return st;
+}
+
+size_t checked_nbytes(int64_t numel, size_t element_size, const Shape& shape) {
+  int64_t bytes;
+  if (numel < 0 || __builtin_mul_overflow(numel, int64_t(element_size), &bytes))
+    KILN_FAIL(kSizeOp, "shape ", shape_str(shape), " of ", numel, " elements of ", element_size,
+              " bytes needs more memory than a process can address");
+  return size_t(bytes);
 }
 
 std::string shape_str(const Shape& shape) {

@@ -193,6 +193,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 }
 
 Tensor Tensor::expand(const Shape& req) const {
+  const OpNameScope scope("expand");
   KILN_CHECK(req.size() >= shape().size(), "expand", "cannot expand shape ", shape_str(shape()), " to ",
              shape_str(req), " (fewer dims)");
   const size_t lead = req.size() - shape().size();
@@ -207,11 +208,14 @@ Tensor Tensor::expand(const Shape& req) const {
     }
     const int64_t cur = shape()[i - lead];
     const int64_t want = req[i] == -1 ? cur : req[i];
+    KILN_CHECK(want >= 0, "expand", "size ", req[i], " of dim ", i, " in ", shape_str(req),
+               " is negative (only -1, keeping the size, is allowed)");
     KILN_CHECK(want == cur || cur == 1, "expand", "cannot expand shape ", shape_str(shape()), " to ",
                shape_str(req), " (dim ", i, ": ", cur, " -> ", want, ")");
     s[i] = want;
     st[i] = (want == cur) ? strides()[i - lead] : 0;
   }
+  (void)numel_of(s);  // raises when the element count overflows
   return autograd::record_expand(make_view(*this, s, st, offset()), *this);
 }
 
@@ -272,13 +276,16 @@ Tensor Tensor::unflatten(int64_t d, const Shape& sizes) const {
 Tensor Tensor::as_strided(const Shape& s, const Strides& st, int64_t off) const {
   KILN_CHECK(s.size() == st.size(), "as_strided", "shape ", shape_str(s), " and strides ", shape_str(st),
              " differ in rank");
+  const OpNameScope scope("as_strided");
   int64_t last = off;
   for (size_t i = 0; i < s.size(); ++i) {
     KILN_CHECK(s[i] >= 0 && st[i] >= 0, "as_strided", "negative size or stride in ", shape_str(s), " / ",
                shape_str(st));
-    if (s[i] > 0) last += (s[i] - 1) * st[i];
+    if (s[i] > 0) last = checked_add("as_strided", last, checked_mul("as_strided", s[i] - 1, st[i]));
   }
-  KILN_CHECK(off >= 0 && (numel_of(s) == 0 || (last + 1) * int64_t(element_size()) <= int64_t(storage()->nbytes())),
+  KILN_CHECK(off >= 0 && (numel_of(s) == 0 ||
+                          checked_mul("as_strided", checked_add("as_strided", last, 1), int64_t(element_size())) <=
+                              int64_t(storage()->nbytes())),
              "as_strided", "view ", shape_str(s), " / ", shape_str(st), " at offset ", off,
              " reaches past the storage of ", storage()->nbytes(), " bytes");
   return autograd::record_as_strided(make_view(*this, s, st, off), *this);

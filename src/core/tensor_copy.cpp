@@ -29,6 +29,7 @@ void copy_bytes_across(const Tensor& dst, const Tensor& src, bool non_blocking) 
 }  // namespace
 
 Tensor Tensor::contiguous(MemoryFormat fmt) const {
+  const OpNameScope scope("contiguous");
   KILN_CHECK(fmt != MemoryFormat::Preserve, "contiguous", "preserve_format is not supported by contiguous()");
   if (is_contiguous(fmt)) return *this;
   KILN_CHECK(fmt != MemoryFormat::ChannelsLast || dim() == 4, "contiguous",
@@ -37,6 +38,7 @@ Tensor Tensor::contiguous(MemoryFormat fmt) const {
 }
 
 Tensor Tensor::clone(MemoryFormat fmt) const {
+  const OpNameScope scope("clone");
   Tensor out = empty_like(*this, fmt);
   Tensor src = detach();
   out.copy_(src);
@@ -44,6 +46,7 @@ Tensor Tensor::clone(MemoryFormat fmt) const {
 }
 
 Tensor Tensor::to(DType t) const {
+  const OpNameScope scope("to");
   if (t == dtype()) return *this;
   Tensor out = empty_like(*this, TensorOptions(t).device(device()));
   out.copy_(detach());
@@ -51,6 +54,7 @@ Tensor Tensor::to(DType t) const {
 }
 
 Tensor Tensor::to(Device d, bool non_blocking) const {
+  const OpNameScope scope("to");
   if (d == device()) return *this;
   Tensor out = empty_like(*this, TensorOptions(dtype()).device(d));
   out.copy_(detach(), non_blocking);
@@ -61,6 +65,7 @@ Tensor Tensor::to(Device d, bool non_blocking) const {
 // stays as it is under to(Contiguous)); otherwise a copy in fmt, which, unlike
 // contiguous(fmt), also restrides ambiguous size-1 dims.
 Tensor Tensor::to(MemoryFormat fmt) const {
+  const OpNameScope scope("to");
   if (fmt == MemoryFormat::Preserve || suggest_memory_format() == fmt) return *this;
   return clone(fmt);
 }
@@ -68,6 +73,7 @@ Tensor Tensor::to(MemoryFormat fmt) const {
 Tensor Tensor::to(Device d, DType t) const { return to(d).to(t); }
 
 Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
+  const OpNameScope scope("copy_");
   KILN_CHECK(src.defined(), "copy_", "source tensor is undefined");
   KILN_CHECK(broadcast_shapes("copy_", shape(), src.shape()) == shape(), "copy_", "source of shape ",
              shape_str(src.shape()), " does not broadcast to destination shape ", shape_str(shape()));
@@ -102,6 +108,9 @@ Tensor& Tensor::copy_(const Tensor& src, bool non_blocking) {
 }
 
 Tensor& Tensor::fill_(Scalar value) {
+  const OpNameScope scope("fill_");
+  KILN_CHECK(value.fits(dtype()), "fill_", "value ", value.to_double(), " cannot be converted to ", dtype_name(dtype()),
+             " without overflow (tensor of shape ", shape_str(shape()), ")");
   if (autograd::inplace_through_autograd("fill_", *this, {}, [&](const Tensor&) {
         return full(shape(), value, TensorOptions(dtype()).device(device()));
       }, /*needs_old_value=*/false))
@@ -124,6 +133,7 @@ Scalar Tensor::item() const {
 }
 
 Scalar Tensor::at(std::initializer_list<int64_t> index) const {
+  const OpNameScope scope("at");
   KILN_CHECK(int64_t(index.size()) == dim(), "at", "expected ", dim(), " indices for shape ", shape_str(shape()),
              ", got ", index.size());
   Tensor v = *this;

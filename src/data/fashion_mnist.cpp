@@ -5,6 +5,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -61,13 +62,19 @@ IdxArray read_idx(const std::string& path) {
     uint8_t b[4];
     KILN_CHECK(read_exact(f.get(), path, b, 4), kOp, path, ": truncated in the IDX dims; ", kHint);
     const uint64_t n = (uint64_t(b[0]) << 24) | (uint64_t(b[1]) << 16) | (uint64_t(b[2]) << 8) | b[3];
-    total *= n;
+    total *= n;  // each factor < 2^32 and total <= 2^32 so far: no overflow
     KILN_CHECK(total <= kMaxBytes, kOp, path, ": IDX dims describe more than 4 GiB; ", kHint);
     out.dims.push_back(int64_t(n));
   }
-  out.data.resize(total);
-  KILN_CHECK(read_exact(f.get(), path, out.data.data(), total), kOp, path, ": truncated: the dims promise ", total,
-             " bytes of data; ", kHint);
+  // The dims are a promise the data may not keep: memory grows with what actually
+  // arrives (in chunks), so a short header claiming gigabytes fails at once.
+  constexpr uint64_t kChunk = uint64_t(1) << 20;
+  while (out.data.size() < total) {
+    const uint64_t have = out.data.size(), want = std::min(kChunk, total - have);
+    out.data.resize(have + want);
+    KILN_CHECK(read_exact(f.get(), path, out.data.data() + have, want), kOp, path, ": truncated: the dims promise ",
+               total, " bytes of data; ", kHint);
+  }
   uint8_t extra;
   KILN_CHECK(!read_exact(f.get(), path, &extra, 1), kOp, path, ": data continues past the ", total,
              " bytes its dims describe; ", kHint);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 namespace kiln {
@@ -21,6 +22,10 @@ using json = nlohmann::json;
 constexpr const char* kOp = "safetensors";
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
 constexpr const char* kMetadataKey = "__metadata__";
+// {name: {"shape": [dims]}} is as deep as the format goes.
+constexpr int kMaxHeaderDepth = 3;
+// Messages quote at most this much of a rejected value or name.
+constexpr size_t kMaxQuoted = 64;
 
 struct DTypeName { DType dtype; const char* name; };
 constexpr DTypeName kDTypeNames[] = {
@@ -42,6 +47,59 @@ struct Entry {
   uint64_t begin, end;
 };
 
+// A bounded prefix of s for an error message.
+std::string bounded(const std::string& s) {
+  return s.size() <= kMaxQuoted ? s : s.substr(0, kMaxQuoted) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+std::string bounded(const json& v) { return bounded(v.dump()); }  // depth is <= 3 here: dump() recurses
+
+// Rejects, before parsing, what no valid header holds and what would make later steps
+// recurse or stop early: nesting deeper than the format's three levels, and NUL bytes
+// (never valid in JSON text, raw or inside a string).
+void check_header_text(const std::string& file, const char* hdr, uint64_t n) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (uint64_t i = 0; i < n; ++i) {
+    const char c = hdr[i];
+    KILN_CHECK(c != '\0', kOp, file, ": header holds a NUL byte at offset ", i, " (not valid JSON text)");
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      KILN_CHECK(++depth <= kMaxHeaderDepth, kOp, file, ": header nests deeper than the format's ", kMaxHeaderDepth,
+                 " levels at offset ", i, " (a shape is a flat list of integers)");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+// Parses the header, raising on a key that repeats within one object (a tensor name
+// given twice would otherwise silently take the last entry).
+json parse_header(const std::string& file, const char* hdr, uint64_t n) {
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string duplicate;
+  const json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == json::parse_event_t::key && !keys.empty()) {
+      const std::string& k = parsed.get_ref<const std::string&>();
+      if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
+    }
+    return true;
+  };
+  json header = json::parse(hdr, hdr + n, cb, /*allow_exceptions=*/false);
+  KILN_CHECK(!header.is_discarded(), kOp, file, ": header is not valid JSON");
+  KILN_CHECK(duplicate.empty(), kOp, file, ": header names '", bounded(duplicate),
+             "' twice (duplicate keys are ambiguous; the file is corrupt)");
+  return header;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   KILN_CHECK(in.good(), kOp, path, ": cannot open file for reading");
@@ -51,7 +109,8 @@ std::string read_file(const std::string& path) {
   return std::move(os).str();
 }
 
-Entry parse_entry(const std::string& file, const std::string& name, const json& v, uint64_t data_size) {
+Entry parse_entry(const std::string& file, const std::string& full_name, const json& v, uint64_t data_size) {
+  const std::string name = bounded(full_name);  // for messages
   KILN_CHECK(v.is_object(), kOp, file, ": entry '", name, "' is not a JSON object");
   const auto dt = v.find("dtype");
   const auto sh = v.find("shape");
@@ -60,24 +119,26 @@ Entry parse_entry(const std::string& file, const std::string& name, const json& 
              "' needs dtype, shape and data_offsets");
   KILN_CHECK(dt->is_string(), kOp, file, ": entry '", name, "': dtype is not a string");
   Entry e;
-  e.name = name;
+  e.name = full_name;
   KILN_CHECK(dtype_from_name(dt->get<std::string>(), &e.dtype), kOp, file, ": entry '", name,
-             "' has unknown dtype '", dt->get<std::string>(), "' (kiln reads F32, F64, F16, BF16, I32, I64, BOOL)");
+             "' has unknown dtype '", bounded(dt->get<std::string>()), "' (kiln reads F32, F64, F16, BF16, I32, I64, BOOL)");
   KILN_CHECK(sh->is_array(), kOp, file, ": entry '", name, "': shape is not an array");
   uint64_t numel = 1;
   for (const json& d : *sh) {
     KILN_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), kOp, file,
-               ": entry '", name, "': shape ", sh->dump(), " has a dimension that is not a non-negative integer");
+               ": entry '", name, "': shape ", bounded(*sh), " has a dimension that is not a non-negative integer");
     const uint64_t n = d.get<uint64_t>();
     KILN_CHECK(n <= uint64_t(std::numeric_limits<int64_t>::max()) &&
                    (n == 0 || numel <= std::numeric_limits<uint64_t>::max() / n),
-               kOp, file, ": entry '", name, "': shape ", sh->dump(), " overflows");
+               kOp, file, ": entry '", name, "': shape ", bounded(*sh), " overflows");
     numel *= n;
     e.shape.push_back(int64_t(n));
   }
+  KILN_CHECK(!shape_overflows(e.shape), kOp, file, ": entry '", name, "': shape ", bounded(*sh),
+             " overflows int64 (its element count or strides cannot be represented)");
   KILN_CHECK(off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
                  (*off)[1].is_number_unsigned(),
-             kOp, file, ": entry '", name, "': data_offsets ", off->dump(), " is not [begin, end]");
+             kOp, file, ": entry '", name, "': data_offsets ", bounded(*off), " is not [begin, end]");
   e.begin = (*off)[0].get<uint64_t>();
   e.end = (*off)[1].get<uint64_t>();
   KILN_CHECK(e.begin <= e.end, kOp, file, ": entry '", name, "': data_offsets [", e.begin, ", ", e.end,
@@ -166,8 +227,8 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
   KILN_CHECK(n <= bytes.size() - 8, kOp, file, ": header length ", n, " runs past the end of the file (",
              bytes.size(), " bytes)");
   const char* hdr = bytes.data() + 8;
-  const json header = json::parse(hdr, hdr + n, nullptr, /*allow_exceptions=*/false);
-  KILN_CHECK(!header.is_discarded(), kOp, file, ": header is not valid JSON");
+  check_header_text(file, hdr, n);
+  const json header = parse_header(file, hdr, n);
   KILN_CHECK(header.is_object(), kOp, file, ": header is not a JSON object");
   const uint64_t data_size = bytes.size() - 8 - n;
 
@@ -177,7 +238,7 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
     if (it.key() == kMetadataKey) {
       KILN_CHECK(it.value().is_object(), kOp, file, ": ", kMetadataKey, " is not a JSON object");
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        KILN_CHECK(m.value().is_string(), kOp, file, ": ", kMetadataKey, " value of '", m.key(),
+        KILN_CHECK(m.value().is_string(), kOp, file, ": ", kMetadataKey, " value of '", bounded(m.key()),
                    "' is not a string");
         out.metadata[m.key()] = m.value().get<std::string>();
       }
@@ -193,7 +254,7 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
   });
   uint64_t expected = 0;
   for (const Entry* e : by_offset) {
-    KILN_CHECK(e->begin == expected, kOp, file, ": entry '", e->name, "' starts at byte ", e->begin,
+    KILN_CHECK(e->begin == expected, kOp, file, ": entry '", bounded(e->name), "' starts at byte ", e->begin,
                " but the previous tensor ends at ", expected, e->begin < expected ? " (overlap)" : " (gap)");
     expected = e->end;
   }
@@ -217,21 +278,27 @@ void load_safetensors_into(const std::string& path, const std::vector<std::pair<
                            bool strict) {
   const TensorMap loaded = load_safetensors(path);
   std::string missing, mismatched, unexpected;
+  // Lists stay readable whatever the file holds: bounded names, at most 20 of each kind.
+  auto append = [](std::string& list, int& count, const std::string& item) {
+    if (++count <= 20) list += (list.empty() ? "" : ", ") + item;
+    else if (count == 21) list += ", ...";
+  };
+  int n_missing = 0, n_mismatched = 0, n_unexpected = 0;
   std::map<std::string, bool> wanted;
   for (const auto& [name, t] : targets) {
     wanted[name] = true;
     KILN_CHECK(t.defined(), kOp, path, ": target '", name, "' is undefined");
     const auto it = loaded.find(name);
     if (it == loaded.end()) {
-      missing += (missing.empty() ? "" : ", ") + name;
+      append(missing, n_missing, bounded(name));
     } else if (it->second.shape() != t.shape()) {
-      mismatched += (mismatched.empty() ? "" : ", ") + name + " (file " + shape_str(it->second.shape()) +
-                    ", model " + shape_str(t.shape()) + ")";
+      append(mismatched, n_mismatched,
+             bounded(name) + " (file " + shape_str(it->second.shape()) + ", model " + shape_str(t.shape()) + ")");
     }
   }
   if (strict)
     for (const auto& [name, t] : loaded)
-      if (!wanted.count(name)) unexpected += (unexpected.empty() ? "" : ", ") + name;
+      if (!wanted.count(name)) append(unexpected, n_unexpected, bounded(name));
   KILN_CHECK(missing.empty() && mismatched.empty() && unexpected.empty(), kOp, path,
              ": does not match the model; nothing was loaded.", missing.empty() ? "" : " Missing keys: ", missing,
              missing.empty() ? "" : ".", mismatched.empty() ? "" : " Shape mismatch: ", mismatched,

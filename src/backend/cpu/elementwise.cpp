@@ -19,6 +19,8 @@ template <typename T> using C = compute_t<T>;
 template <typename To, typename From>
 To cast_value(From v) {
   if constexpr (std::is_same_v<To, bool>) return static_cast<C<From>>(v) != C<From>(0);
+  else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<C<From>>)
+    return float_to_int<To>(static_cast<C<From>>(v));  // defined for NaN and out-of-range values
   else return To(static_cast<C<To>>(static_cast<C<From>>(v)));
 }
 

@@ -2,6 +2,7 @@
 // the op and shapes, PyTorch's output-size formulas, and the memory format: kernels get
 // every 4-d tensor either NCHW-contiguous or, when an operand is channels-last (PyTorch's
 // rule, conv_memory_format), NHWC-contiguous, with the output allocated the same way.
+#include <sstream>
 #include <string>
 
 #include "kiln/op_attrs.h"
@@ -15,7 +16,11 @@ namespace {
 using detail::check_defined;
 using detail::common_device;
 
-std::string pair_str(Pair p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+std::string pair_str(Pair p) {
+  std::ostringstream os;  // not string operator+: GCC 12 warns (-Wrestrict) on it here
+  os << '(' << p[0] << ", " << p[1] << ')';
+  return os.str();
+}
 
 Conv2dAttrs conv_attrs(const char* op, Pair stride, Pair padding, Pair dilation, int64_t groups,
                        Pair output_padding = {0, 0}) {
@@ -50,7 +55,8 @@ Shape conv_output_shape(const char* op, const Shape& x, const Shape& w, const Co
   KILN_CHECK(w[2] > 0 && w[3] > 0, op, "kernel size must be positive", shapes);
   Shape y{x[0], w[0], 0, 0};
   for (size_t i = 0; i < 2; ++i) {
-    const int64_t ext = a.dilation[i] * (w[i + 2] - 1) + 1, padded = x[i + 2] + 2 * a.padding[i];
+    const int64_t ext = checked_add(op, checked_mul(op, a.dilation[i], w[i + 2] - 1), 1);
+    const int64_t padded = checked_add(op, x[i + 2], checked_mul(op, 2, a.padding[i]));
     KILN_CHECK(padded >= ext, op, "kernel size (dilated) ", ext, " is larger than the padded input size ", padded,
                " in dim ", i + 2, "; the output would be empty", shapes);
     y[i + 2] = (padded - ext) / a.stride[i] + 1;
@@ -145,8 +151,9 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pa
     KILN_CHECK(output_padding[i] < stride[i] || output_padding[i] < dilation[i], op, "output_padding ",
                pair_str(output_padding), " must be smaller than either stride ", pair_str(stride), " or dilation ",
                pair_str(dilation));
-    y_shape[i + 2] = (xs[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (ws[i + 2] - 1) +
-                     output_padding[i] + 1;
+    const int64_t spread = checked_mul(op, xs[i + 2] - 1, stride[i]);
+    const int64_t kernel = checked_add(op, checked_mul(op, dilation[i], ws[i + 2] - 1), output_padding[i] + 1);
+    y_shape[i + 2] = checked_add(op, checked_add(op, spread, -checked_mul(op, 2, padding[i])), kernel);
     KILN_CHECK(y_shape[i + 2] > 0, op, "the output size ", y_shape[i + 2], " in dim ", i + 2,
                " is not positive", shapes);
   }

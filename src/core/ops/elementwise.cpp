@@ -89,6 +89,8 @@ Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha 
 // a = op(a, b) in place: b broadcasts to a's shape and is cast to a's dtype.
 Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
   const char* name = op_name(op);
+  const std::string user_name = std::string(name) + "_";  // errors name add_, not add
+  const OpNameScope scope(user_name.c_str());
   check_defined(name, {&a, &b});
   common_device(name, {&a, &b});
   KILN_CHECK(broadcast_shapes(name, a.shape(), b.shape()) == a.shape(), name, "in-place result of shape ",
@@ -129,6 +131,22 @@ ClampAttrs clamp_attrs(std::optional<Scalar> lo, std::optional<Scalar> hi) {
   KILN_CHECK(lo || hi, "clamp", "at least one of min and max must be given");
   return ClampAttrs{lo.has_value(), hi.has_value(), lo ? lo->to_double() : 0.0, hi ? hi->to_double() : 0.0};
 }
+
+// PyTorch's clamp: the bounds take part in type promotion like Python numbers, so float
+// bounds make an integer tensor's result float32 (and an in-place clamp of it an error),
+// and each bound must fit the result dtype.
+DType clamp_result_dtype(const Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  DType dt = a.dtype();
+  for (const auto& b : {lo, hi}) {
+    if (!b || is_floating(dt)) continue;
+    if (b->is_floating()) dt = DType::Float32;
+    else if (b->is_integral() && dt == DType::Bool) dt = DType::Int64;
+  }
+  for (const auto& b : {lo, hi})
+    KILN_CHECK(!b || b->fits(dt), "clamp", "bound ", b->to_double(), " cannot be converted to ", dtype_name(dt),
+               " without overflow");
+  return dt;
+}
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) { return binary(OpId::Add, a, b, Result::Promote, alpha); }
@@ -151,7 +169,12 @@ Tensor add(const Tensor& a, Scalar b) { return add(a, wrap_scalar(a, b)); }
 Tensor sub(const Tensor& a, Scalar b) { return sub(a, wrap_scalar(a, b)); }
 Tensor mul(const Tensor& a, Scalar b) { return mul(a, wrap_scalar(a, b)); }
 Tensor div(const Tensor& a, Scalar b) { return div(a, wrap_scalar(a, b)); }
-Tensor pow(const Tensor& a, Scalar e) { return pow(a, wrap_scalar(a, e)); }
+Tensor pow(const Tensor& a, Scalar e) {
+  KILN_CHECK(is_floating(a.dtype()) || e.is_floating() || e.to_int() >= 0, "pow",
+             "Integers to negative integer powers are not allowed (", dtype_name(a.dtype()), " tensor of shape ",
+             shape_str(a.shape()), ", exponent ", e.to_int(), ")");
+  return pow(a, wrap_scalar(a, e));
+}
 Tensor eq(const Tensor& a, Scalar b) { return eq(a, wrap_scalar(a, b)); }
 Tensor ne(const Tensor& a, Scalar b) { return ne(a, wrap_scalar(a, b)); }
 Tensor lt(const Tensor& a, Scalar b) { return lt(a, wrap_scalar(a, b)); }
@@ -203,7 +226,8 @@ Tensor gelu(const Tensor& a, const std::string& approximate) {
 }
 Tensor clamp(const Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
   const ClampAttrs attrs = clamp_attrs(lo, hi);
-  return unary(OpId::Clamp, a, Result::Promote, &attrs);
+  const DType dt = clamp_result_dtype(a, lo, hi);
+  return unary(OpId::Clamp, dt == a.dtype() ? a : a.to(dt), Result::Promote, &attrs);
 }
 Tensor square(const Tensor& a) { return mul(a, a); }
 
@@ -215,7 +239,11 @@ Tensor& add_(Tensor& a, Scalar b) { return add_(a, wrap_scalar(a, b)); }
 Tensor& mul_(Tensor& a, Scalar b) { return mul_(a, wrap_scalar(a, b)); }
 Tensor& div_(Tensor& a, Scalar b) { return div_(a, wrap_scalar(a, b)); }
 Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  const OpNameScope scope("clamp_");
   const ClampAttrs attrs = clamp_attrs(lo, hi);
+  const DType dt = clamp_result_dtype(a, lo, hi);
+  KILN_CHECK(dt == a.dtype(), "clamp_", "result type ", dtype_name(dt), " can't be cast to the desired inplace ",
+             "output type ", dtype_name(a.dtype()), " (tensor of shape ", shape_str(a.shape()), ")");
   if (autograd::inplace_through_autograd("clamp_", a, {}, [&](const Tensor& old) { return clamp(old, lo, hi); }))
     return a;
   const MemoryFormat fmt = inplace_format(a);
@@ -226,6 +254,7 @@ Tensor& clamp_(Tensor& a, std::optional<Scalar> lo, std::optional<Scalar> hi) {
   return a;
 }
 Tensor& relu_(Tensor& a) {
+  const OpNameScope scope("relu_");
   if (autograd::inplace_through_autograd("relu_", a, {}, [](const Tensor& old) { return relu(old); })) return a;
   const MemoryFormat fmt = inplace_format(a);
   const Tensor in[] = {kernel_view(a, fmt)};

@@ -112,6 +112,7 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
 }
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
+  const OpNameScope scope("one_hot");
   detail::check_defined("one_hot", {&indices});
   check_index_dtype("one_hot", indices, "indices");
   KILN_CHECK(num_classes == -1 || num_classes >= 0, "one_hot", "num_classes must be -1 or non-negative, got ",
@@ -123,7 +124,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
     const std::vector<int64_t> v = indices.to_vector<int64_t>();
     const int64_t lo = *std::min_element(v.begin(), v.end());
     KILN_CHECK(lo >= 0, "one_hot", "class values must be non-negative, got ", lo);
-    num_classes = *std::max_element(v.begin(), v.end()) + 1;
+    num_classes = checked_add("one_hot", *std::max_element(v.begin(), v.end()), 1);
   }
   Shape shape = indices.shape();
   shape.push_back(num_classes);

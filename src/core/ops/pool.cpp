@@ -5,6 +5,7 @@
 // made contiguous for them and the outputs are channels-last again (PyTorch's layout;
 // FormattedOutput), forward and backward.
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "kiln/op_attrs.h"
@@ -17,13 +18,20 @@ namespace kiln {
 namespace {
 using detail::check_defined;
 
-std::string pair_str(Pair p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+std::string pair_str(Pair p) {
+  std::ostringstream os;  // not string operator+: GCC 12 warns (-Wrestrict) on it here
+  os << '(' << p[0] << ", " << p[1] << ')';
+  return os.str();
+}
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 // PyTorch's pooling_output_shape.
-int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dilation, bool ceil_mode) {
-  int64_t out = floor_div(in + 2 * pad - dilation * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0), stride) + 1;
+int64_t pooled_size(const char* op, int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dilation,
+                    bool ceil_mode) {
+  const int64_t span = checked_add(op, checked_mul(op, dilation, k - 1), 1);
+  const int64_t room = checked_add(op, checked_add(op, in, checked_mul(op, 2, pad)), ceil_mode ? stride - 1 : 0);
+  int64_t out = floor_div(room - span, stride) + 1;
   if (ceil_mode && (out - 1) * stride >= in + pad) --out;
   return out;
 }
@@ -55,7 +63,8 @@ Shape pool_output_shape(const char* op, const Shape& x, Pair kernel, Pair stride
              pair_str(kernel));
   KILN_CHECK(x[2] > 0 && x[3] > 0, op, "expected non-empty spatial dims, got input shape ", shape_str(x));
   Shape y{x[0], x[1], 0, 0};
-  for (size_t i = 0; i < 2; ++i) y[i + 2] = pooled_size(x[i + 2], kernel[i], padding[i], stride[i], dilation[i], ceil_mode);
+  for (size_t i = 0; i < 2; ++i)
+    y[i + 2] = pooled_size(op, x[i + 2], kernel[i], padding[i], stride[i], dilation[i], ceil_mode);
   KILN_CHECK(y[2] > 0 && y[3] > 0, op, "input of shape ", shape_str(x), " gives output size [", y[2], ", ", y[3],
              "] with kernel ", pair_str(kernel), ", stride ", pair_str(stride), ", padding ", pair_str(padding),
              ", dilation ", pair_str(dilation), ": output size is too small");
