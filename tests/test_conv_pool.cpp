@@ -10,6 +10,8 @@
 #include "kiln/generator.h"
 #include "kiln/ops.h"
 #include "kiln/ops_backward.h"
+#include "kiln/nn/init.h"
+#include "kiln/optim.h"
 #include "tests/support/conv_reference.h"
 #include "tests/support/fake_backend.h"
 #include "tests/support/expect_error.h"
@@ -78,6 +80,41 @@ TEST(Conv2d, ForwardMatchesDefinition) {
       expect_near(values(y0), ref_conv(k, values(x), values(w), nullptr, oh, ow), tol, "conv2d no bias");
     }
   }
+}
+
+// The CPU keeps conv weights reordered into oneDNN's layout across calls, keyed on the
+// storage's version counter: every way a weight changes in place (in-place ops, copy_,
+// the fused Adam step, nn::init) must show in the next convolution.
+TEST(Conv2d, ReorderedWeightsFollowInPlaceUpdates) {
+  const ConvCase k{2, 16, 10, 10, 32, 3, 3, 1, {1, 1}, {1, 1}, {1, 1}};
+  Tensor x = rnd({k.n, k.c, k.h, k.w}, DType::Float32);
+  Tensor w = rnd({k.o, k.c, k.kh, k.kw}, DType::Float32);
+  auto check = [&](const char* after) {
+    expect_near(values(conv2d(x, w, Tensor(), k.s, k.p)), ref_conv(k, values(x), values(w), nullptr, 10, 10), 1e-4,
+                after);
+    // conv_transpose2d reads the same weight through the backward-data layout
+    Tensor gy = rnd({k.n, k.o, 10, 10}, DType::Float32);
+    Tensor gx = conv2d_backward_input(gy, w, x.shape(), k.s, k.p, k.d, k.g);
+    double lhs = 0, rhs = 0;  // <conv(x, w), gy> = <x, dX(gy)>
+    const auto vy = ref_conv(k, values(x), values(w), nullptr, 10, 10), vgy = values(gy), vx = values(x),
+               vgx = values(gx);
+    for (size_t i = 0; i < vy.size(); ++i) lhs += vy[i] * vgy[i];
+    for (size_t i = 0; i < vx.size(); ++i) rhs += vx[i] * vgx[i];
+    EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::abs(lhs))) << after;
+  };
+  check("first call");
+  w.mul_(-0.5);
+  check("mul_");
+  w.copy_(rnd(w.shape(), DType::Float32));
+  check("copy_");
+  w.requires_grad_(true);
+  optim::Adam opt({w}, {.lr = 0.5});
+  conv2d(x, w, Tensor(), k.s, k.p).sum().backward();
+  opt.step();
+  w.requires_grad_(false);
+  check("fused Adam step");
+  nn::init::normal_(w, 0, 2);
+  check("nn::init::normal_");
 }
 
 TEST(Conv2d, UnbatchedAndStridedInput) {
@@ -296,6 +333,7 @@ const std::vector<PoolCase> kPoolCases = {
     {1, 2, 7, 9, {2, 3}, {2, 1}, {0, 1}, {1, 1}, false},
     {1, 2, 9, 8, {3, 2}, {1, 2}, {1, 1}, {2, 1}, true},   // dilation (max only)
     {1, 1, 5, 5, {2, 2}, {2, 2}, {0, 0}, {1, 1}, true},
+    {1, 2, 6, 9, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false},  // MaxPool2d(2): float32's own training kernel
 };
 
 }  // namespace
@@ -383,6 +421,41 @@ TEST(MaxPool2d, NaNInAWindowGivesNaN) {
         }
       }
       EXPECT_GE(nan_outputs, 2);  // the corner and the last element are in some window
+    }
+  }
+}
+
+// The training path (indices) runs oneDNN's pooling on finite inputs and reads its
+// workspace; at network sizes (where its vectorised kernels run) ties must go to the first
+// maximum in the window as in PyTorch (ReLU outputs are full of zeros), and a window of
+// -inf must still give -inf at an in-input index.
+TEST(MaxPool2d, TiesAndInfinitiesAtNetworkSizes) {
+  const std::vector<PoolCase> cases = {
+      {2, 32, 28, 28, {2, 2}, {2, 2}, {0, 0}, {1, 1}, false},
+      {2, 16, 15, 15, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true},
+      {1, 19, 14, 13, {3, 2}, {1, 2}, {1, 0}, {2, 1}, false},
+  };
+  for (DType dt : {DType::Float32, DType::BFloat16}) {
+    for (bool with_inf : {false, true}) {
+      for (const PoolCase& q : cases) {
+        std::vector<double> vx(size_t(q.n * q.c * q.h * q.w));
+        for (size_t i = 0; i < vx.size(); ++i) vx[i] = double((i * 2654435761u >> 7) % 4 == 3);  // mostly 0: ties
+        if (with_inf) {  // a whole 3x3 corner of the first plane, and scattered ones
+          for (int64_t r = 0; r < 3; ++r)
+            for (int64_t c = 0; c < 3; ++c) vx[size_t(r * q.w + c)] = -INFINITY;
+          for (size_t i = 5; i < vx.size(); i += 97) vx[i] = (i % 2) ? -INFINITY : INFINITY;
+        }
+        Tensor x = tensor<double>(vx, {q.n, q.c, q.h, q.w}).to(dt);
+        const int64_t oh = pool_out(q.h, q.k[0], q.s[0], q.p[0], q.d[0], q.ceil);
+        const int64_t ow = pool_out(q.w, q.k[1], q.s[1], q.p[1], q.d[1], q.ceil);
+        std::vector<double> ry;
+        std::vector<int64_t> ridx;
+        ref_max_pool(q, vx, oh, ow, ry, ridx);
+        auto [y, idx] = max_pool2d_with_indices(x, q.k, q.s, q.p, q.d, q.ceil);
+        EXPECT_EQ(values(y), ry) << dtype_name(dt) << " inf " << with_inf;
+        EXPECT_EQ(idx.to_vector<int64_t>(), ridx) << dtype_name(dt) << " inf " << with_inf;
+        EXPECT_EQ(values(max_pool2d(x, q.k, q.s, q.p, q.d, q.ceil)), ry) << dtype_name(dt) << " inf " << with_inf;
+      }
     }
   }
 }

@@ -23,6 +23,7 @@ Tensor fill_random(const char* op, OpId id, const Tensor& t, double a, double b,
   Tensor dst = t.is_contiguous() ? t.detach() : empty(t.shape(), TensorOptions(t.dtype()).device(t.device()));
   Tensor outs[] = {dst};
   dispatch(id, dst.dtype(), {}, outs, &attrs);
+  dst.storage()->bump_version();  // an in-place write: caches keyed on the version see it
   if (!t.is_contiguous()) t.detach().copy_(dst);
   return t;
 }

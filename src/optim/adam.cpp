@@ -49,6 +49,7 @@ void Adam::step() {
       std::vector<Tensor> outs = {p, m, v};
       if (vmax) outs.push_back(*vmax);
       dispatch(OpId::AdamStep, p.dtype(), in, outs, &attrs);
+      for (const Tensor& t : outs) t.storage()->bump_version();  // in-place writes, as every op's
       return;
     }
     const double bc1 = 1.0 - std::pow(o.beta1, double(st.step));

@@ -11,6 +11,7 @@
 
 #include "kiln/op_attrs.h"
 #include "src/backend/cpu/dnnl_utils.h"
+#include "src/backend/cpu/dnnl_weight_cache.h"
 #include "src/backend/cpu/linalg_family.h"
 #include "src/backend/cpu/parallel.h"
 
@@ -127,12 +128,6 @@ ConvPrimitive build(Pass pass, const Geom& q, dnnl::memory::data_type dt, bool b
   return p;
 }
 
-void* scratch(size_t bytes) {
-  thread_local std::vector<char> buf;
-  if (buf.size() < bytes) buf.resize(bytes);
-  return buf.data();
-}
-
 // Runs the pass through oneDNN; false when oneDNN can't (the caller falls back).
 bool run_dnnl(Pass pass, const Geom& q, const std::vector<Tensor>& tensors, bool bias) {
   const auto dt = du::dnnl_type(tensors[0].dtype());
@@ -144,19 +139,26 @@ bool run_dnnl(Pass pass, const Geom& q, const std::vector<Tensor>& tensors, bool
   if (!entry->prim) return false;
   auto& strm = du::stream();
   std::unordered_map<int, dnnl::memory> margs;
+  std::vector<du::TempMemory> temps;                          // reorder buffers of this call
   std::vector<std::pair<const Arg*, dnnl::memory>> pending;  // outputs computed in another layout
   for (const Arg& a : entry->args) {
-    dnnl::memory user = du::wrap(a.user, tensors[size_t(a.tensor)]);
+    const Tensor& t = tensors[size_t(a.tensor)];
     if (!a.reorder) {
-      margs.emplace(a.id, user);
+      margs.emplace(a.id, du::wrap(a.user, t));
       continue;
     }
-    dnnl::memory tmp(a.prim, du::engine());
+    if (a.id == DNNL_ARG_WEIGHTS) {  // an input: reordered once per weight version
+      temps.push_back(du::reordered_weights(t, a.user, a.prim, *a.reorder));
+      margs.emplace(a.id, temps.back().memory);
+      continue;
+    }
+    temps.push_back(du::temp_memory(a.prim));
+    dnnl::memory tmp = temps.back().memory, user = du::wrap(a.user, t);
     if (!a.output) a.reorder->execute(strm, user, tmp);
     else pending.emplace_back(&a, user);
     margs.emplace(a.id, tmp);
   }
-  margs.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(entry->scratchpad, du::engine(), scratch(entry->scratchpad.get_size())));
+  margs.emplace(DNNL_ARG_SCRATCHPAD, du::scratchpad(entry->scratchpad));
   entry->prim->execute(strm, margs);
   for (auto& [a, user] : pending) a->reorder->execute(strm, margs.at(a->id), user);
   strm.wait();

@@ -11,7 +11,9 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "kiln/storage.h"
 #include "kiln/tensor.h"
 
 namespace kiln::cpu::dnnl_utils {
@@ -44,6 +46,28 @@ inline dnnl::memory::dims to_dims(const Shape& s) { return dnnl::memory::dims(s.
 inline dnnl::memory wrap(const dnnl::memory::desc& md, const Tensor& t) {
   return dnnl::memory(md, engine(), t.data_ptr());
 }
+
+// A oneDNN memory that lives for one call (a reorder's destination or source), backed by
+// kiln's CPU caching allocator: a fresh malloc of a few MB is an mmap whose pages fault in
+// on every call (20-30 us a fault here), which made conv2d NCHW bimodal.
+struct TempMemory {
+  Storage storage;
+  dnnl::memory memory;
+};
+inline TempMemory temp_memory(const dnnl::memory::desc& md) {
+  auto storage = std::make_shared<StorageImpl>(md.get_size(), kCpu);
+  dnnl::memory m(md, engine(), storage->data());
+  return {std::move(storage), std::move(m)};
+}
+
+// Per-thread scratch memory for primitives built with a user-managed scratchpad, so one
+// cached primitive can run from several threads at once; grown, never shrunk.
+inline void* scratch(size_t bytes) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < bytes) buf.resize(bytes);
+  return buf.data();
+}
+inline dnnl::memory scratchpad(const dnnl::memory::desc& md) { return dnnl::memory(md, engine(), scratch(md.get_size())); }
 
 // Builds cache keys: key(a, b, c...) -> "a|b|c|".
 struct KeyBuilder {

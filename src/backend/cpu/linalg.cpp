@@ -52,14 +52,6 @@ struct MatmulPrimitive {
   dnnl::memory::desc scratchpad;
 };
 
-// Per-thread scratch memory for primitives built with a user-managed scratchpad, so one
-// cached primitive can run from several threads at once.
-void* scratch(size_t bytes) {
-  thread_local std::vector<char> buf;
-  if (buf.size() < bytes) buf.resize(bytes);
-  return buf.data();
-}
-
 // Returns false when oneDNN can't do this dtype/shape (the caller falls back).
 bool matmul_dnnl(const Operand& a, const Operand& b, const Tensor& out) {
   const auto dt = *du::dnnl_type(out.dtype());
@@ -81,11 +73,10 @@ bool matmul_dnnl(const Operand& a, const Operand& b, const Tensor& out) {
     return p;
   });
   if (!entry->prim) return false;
-  dnnl::memory sp(entry->scratchpad, du::engine(), scratch(entry->scratchpad.get_size()));
   entry->prim->execute(du::stream(), {{DNNL_ARG_SRC, du::wrap(amd, a.t)},
                                       {DNNL_ARG_WEIGHTS, du::wrap(bmd, b.t)},
                                       {DNNL_ARG_DST, du::wrap(cmd, out)},
-                                      {DNNL_ARG_SCRATCHPAD, sp}});
+                                      {DNNL_ARG_SCRATCHPAD, du::scratchpad(entry->scratchpad)}});
   du::stream().wait();
   return true;
 }
