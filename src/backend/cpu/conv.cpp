@@ -13,6 +13,7 @@
 #include "src/backend/cpu/dnnl_utils.h"
 #include "src/backend/cpu/dnnl_weight_cache.h"
 #include "src/backend/cpu/linalg_family.h"
+#include "src/backend/cpu/loops.h"
 #include "src/backend/cpu/parallel.h"
 
 namespace kiln::cpu {
@@ -170,7 +171,7 @@ bool run_dnnl(Pass pass, const Geom& q, const std::vector<Tensor>& tensors, bool
 template <typename T>
 void forward_loops(const Geom& q, const T* x, const T* w, const T* b, T* y) {
   const int64_t cg = q.c / q.g, og = q.o / q.g;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (q.n * q.o * q.oh * q.ow * cg * q.kh * q.kw > kParallelGrain)
   for (int64_t n = 0; n < q.n; ++n)
     for (int64_t o = 0; o < q.o; ++o) {
       const int64_t g = o / og;
@@ -197,7 +198,7 @@ void forward_loops(const Geom& q, const T* x, const T* w, const T* b, T* y) {
 template <typename T>
 void backward_data_loops(const Geom& q, const T* dy, const T* w, T* dx) {
   const int64_t cg = q.c / q.g, og = q.o / q.g;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (q.n * q.o * q.oh * q.ow * cg * q.kh * q.kw > kParallelGrain)
   for (int64_t n = 0; n < q.n; ++n)
     for (int64_t c = 0; c < q.c; ++c) {
       const int64_t g = c / cg, cl = c % cg;
@@ -226,7 +227,7 @@ void backward_data_loops(const Geom& q, const T* dy, const T* w, T* dx) {
 template <typename T>
 void backward_weights_loops(const Geom& q, const T* dy, const T* x, T* dw, T* db) {
   const int64_t cg = q.c / q.g, og = q.o / q.g;
-#pragma omp parallel for
+#pragma omp parallel for if (q.n * q.o * q.oh * q.ow * cg * q.kh * q.kw > kParallelGrain)
   for (int64_t o = 0; o < q.o; ++o) {
     const int64_t g = o / og;
     for (int64_t c = 0; c < cg; ++c)
@@ -335,13 +336,13 @@ void add_channel_bias(const Tensor& y, const Tensor& bias, bool channels_last) {
   T* py = y.data<T>();
   const T* pb = bias.data<T>();
   if (channels_last) {
-#pragma omp parallel for
+#pragma omp parallel for if (y.numel() > kParallelGrain)
     for (int64_t p = 0; p < y.shape()[0] * hw; ++p)
       for (int64_t k = 0; k < c; ++k) py[p * c + k] = T(static_cast<compute_t<T>>(py[p * c + k]) + static_cast<compute_t<T>>(pb[k]));
     return;
   }
   const int64_t planes = y.shape()[0] * c;
-#pragma omp parallel for
+#pragma omp parallel for if (y.numel() > kParallelGrain)
   for (int64_t p = 0; p < planes; ++p) {
     const auto bv = static_cast<compute_t<T>>(pb[p % c]);
     for (int64_t k = 0; k < hw; ++k) py[p * hw + k] = T(static_cast<compute_t<T>>(py[p * hw + k]) + bv);

@@ -7,6 +7,7 @@
 
 #include "kiln/backend.h"
 #include "kiln/error.h"
+#include "kiln/threading.h"
 #include "src/backend/cpu/kernels.h"
 #include "src/backend/cpu/parallel.h"
 #include "src/memory/caching_allocator.h"
@@ -41,7 +42,7 @@ class CpuBackend final : public Backend {
     const long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     info.total_memory = size_t(pages) * size_t(page);
     info.free_memory = size_t(avail) * size_t(page);
-    info.compute_units = cpu::max_threads();
+    info.compute_units = get_num_threads();  // also links threading.cpp, whose preinit entry sets the defaults
     info.details = std::to_string(std::thread::hardware_concurrency()) + " hardware threads";
     return info;
   }
