@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev     # JSON: safetensors headers, bench --json
   zlib1g-dev             # gzip: Fashion-MNIST IDX files
   dataset-fashion-mnist  # the training data (/usr/share/datasets/fashion-mnist)
+  libonnx-dev libprotobuf-dev libonnx-testdata  # ONNX import/export (src/onnx) and its conformance test data
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
