@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "kiln/autograd.h"
 #include "kiln/device_manager.h"
 #include "kiln/generator.h"
 #include "kiln/memory.h"
@@ -221,6 +222,10 @@ void run_suite(Bench& b, bool gpu) {
       nn::cross_entropy(net->forward(xb), yb).backward();
       opt.step();
     });
+    net->eval();  // inference as a user runs it: eval mode, no autograd
+    NoGradGuard no_grad;
+    b.run("infer fmnist cnn b256 fp32", 0, 0, [&] { (void)net->forward(xb); });
+    net->train();
   }
 }
 // --profile-train: where one training step of the CNN spends its time, op by op (the
