@@ -6,6 +6,8 @@ foreach(src ${KILN_ONNX_TESTS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
   target_link_libraries(${name} PRIVATE kiln_onnx onnx onnx_proto kiln_test_support GTest::gtest_main)
+  target_compile_definitions(${name} PRIVATE KILN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  target_link_libraries(${name} PRIVATE nlohmann_json::nlohmann_json)
   add_test(NAME ${name} COMMAND ${name} --gtest_brief=1)
   set_tests_properties(${name} PROPERTIES TIMEOUT 600 ENVIRONMENT "OMP_WAIT_POLICY=passive"
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
