@@ -4,7 +4,7 @@ BUILD_SAN ?= build-sanitize
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-sanitize bench clean
+.PHONY: all deps build run test test-sanitize bench fuzz clean
 
 all: build
 
@@ -30,6 +30,12 @@ test-sanitize: deps
 	  -DKILN_SANITIZE=address,undefined -DCMAKE_CXX_FLAGS="-O1 -fno-sanitize-recover=undefined"
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(BUILD_SAN) --output-on-failure -j $(JOBS)
+
+# The fuzz harnesses (tests/fuzz) under ASan+UBSan with clang's libFuzzer, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz:
+	./scripts/install-deps.sh --ci
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/ci-fuzz.sh
 
 bench: build
 	$(BUILD)/tools/kiln bench

@@ -12,6 +12,10 @@ PACKAGES=(
   dataset-fashion-mnist  # the training data (/usr/share/datasets/fashion-mnist)
   libonnx-dev libprotobuf-dev libonnx-testdata  # ONNX import/export (src/onnx) and its conformance test data
 )
+# --ci adds what only CI's extra checks need: clang's libFuzzer and OpenMP for make fuzz.
+if [ "${1:-}" = "--ci" ]; then
+  PACKAGES+=(clang-14 libclang-rt-14-dev libomp-14-dev)  # scripts/ci-fuzz.sh
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

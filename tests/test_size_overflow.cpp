@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kiln/ops.h"
 #include "tests/support/expect_error.h"
@@ -116,5 +117,9 @@ TEST(SizeOverflow, FailedAllocationNamesTheOpTheUserCalled) {
   // the error used to read "[alloc]".
   expect_error([] { (void)zeros({int64_t(1) << 60}); }, "zeros", "out of");
   expect_error([] { (void)empty({int64_t(1) << 59}, DType::Float64); }, "empty", "out of");
+  // An op's output: the broadcast view holds one element, the result would hold 2^60.
+  Tensor one = tensor(std::vector<float>{1.f});
+  expect_error([&] { (void)add(one.expand({int64_t(1) << 60}), one); }, "add", "out of");
+  expect_error([&] { (void)exp(one.expand({int64_t(1) << 60})); }, "exp", "out of");
 #endif
 }

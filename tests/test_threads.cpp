@@ -1,4 +1,4 @@
-// What kiln promises to threads (docs/threads.md), checked with real threads; CI also runs
+// What kiln promises to threads (docs/thread-safety.md), checked with real threads; CI also runs
 // this binary under ThreadSanitizer (scripts/ci-tsan.sh).
 //  - The default generator can be shared: concurrent draws take disjoint parts of the
 //    Philox stream (no duplicated values, no lost offset updates).
@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <latch>
 #include <set>
 #include <thread>
 #include <vector>
@@ -29,9 +30,11 @@ template <typename F> void run_threads(F f) {
 
 TEST(Threads, GeneratorOffsetReservationsAreDisjoint) {
   Generator g(5);
-  constexpr int kDraws = 2000;
+  constexpr int kDraws = 200000;
   std::vector<std::vector<uint64_t>> starts(kThreads);
+  std::latch start(kThreads);
   run_threads([&](int t) {
+    start.arrive_and_wait();
     for (int i = 0; i < kDraws; ++i) starts[size_t(t)].push_back(g.advance(3));
   });
   std::vector<uint64_t> all;
@@ -44,36 +47,37 @@ TEST(Threads, GeneratorOffsetReservationsAreDisjoint) {
 
 TEST(Threads, RandnFromManyThreadsDrawsDistinctValues) {
   manual_seed(123);
-  constexpr int kDraws = 50, kSize = 64;
-  std::vector<std::vector<float>> values(kThreads);
+  constexpr int kDraws = 300, kSize = 64;
+  std::vector<std::vector<std::vector<float>>> draws(kThreads);
+  std::latch start(kThreads);
   run_threads([&](int t) {
-    for (int i = 0; i < kDraws; ++i) {
-      const auto v = randn({kSize}).to_vector<float>();
-      values[size_t(t)].insert(values[size_t(t)].end(), v.begin(), v.end());
-    }
+    start.arrive_and_wait();
+    for (int i = 0; i < kDraws; ++i) draws[size_t(t)].push_back(randn({kSize}).to_vector<float>());
   });
-  std::set<float> distinct;
-  for (const auto& v : values) distinct.insert(v.begin(), v.end());
-  // Disjoint counters give distinct normals, but for the odd float collision by chance
-  // (about one expected among 12800); a duplicated draw would repeat a whole block of 64.
-  EXPECT_GT(distinct.size(), size_t(kThreads * kDraws * kSize) - 32);
+  // Disjoint counters give different draws; two threads reading the same offset would
+  // draw the same 64 values.
+  std::set<std::vector<float>> distinct;
+  for (const auto& d : draws) distinct.insert(d.begin(), d.end());
+  EXPECT_EQ(distinct.size(), size_t(kThreads * kDraws));
   // No lost updates: the offset advanced by exactly the counters drawn (one per element).
   EXPECT_EQ(default_generator().offset(), uint64_t(kThreads * kDraws * kSize));
 }
 
 TEST(Threads, ConcurrentBackwardIntoOneLeafAccumulatesEveryGradient) {
-  constexpr int kSteps = 25;
-  Tensor w = zeros({16}).requires_grad_();
+  constexpr int kSteps = 2000;  // without the per-leaf lock, updates are lost within a few hundred
+  constexpr int64_t kSize = 1 << 14;  // large enough that accumulations overlap in time
+  Tensor w = zeros({kSize}).requires_grad_();
+  std::latch start(kThreads);
   run_threads([&](int t) {
-    for (int i = 0; i < kSteps; ++i) {
-      Tensor x = full({16}, double(t + 1));
-      (w * x).sum().backward();  // d/dw = x
-    }
+    Tensor x = full({kSize}, double(t + 1));
+    start.arrive_and_wait();
+    for (int i = 0; i < kSteps; ++i) (w * x).sum().backward();  // d/dw = x
   });
   // Reference: every thread adds (t + 1) kSteps times.
   double want = 0;
   for (int t = 0; t < kThreads; ++t) want += double(t + 1) * kSteps;
-  for (float g : w.grad().to_vector<float>()) EXPECT_EQ(double(g), want);
+  const auto grad = w.grad().to_vector<float>();
+  EXPECT_EQ(std::count(grad.begin(), grad.end(), float(want)), kSize) << "first element " << grad[0] << " vs " << want;
 }
 
 TEST(Threads, IndependentTensorsInParallel) {

@@ -9,7 +9,8 @@
 
 // Hot loops compile once per instruction set and pick the best at load time (GCC's
 // function multiversioning): the library itself is built for baseline x86-64 (SSE2).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// Not under ThreadSanitizer: its instrumented ifunc resolvers run before its runtime starts.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define KILN_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define KILN_SIMD_CLONES

@@ -114,6 +114,7 @@ MemoryFormat conv_memory_format(const Tensor& a, const Tensor& b) {
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding, Pair dilation,
               int64_t groups) {
   const char* op = "conv2d";
+  const OpNameScope scope(op);
   check_defined(op, {&x, &w});
   common_device(op, {&x, &w, &bias});
   const Tensor x4 = batched(op, x);
@@ -132,6 +133,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride,
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, Pair stride, Pair padding,
                         Pair output_padding, int64_t groups, Pair dilation) {
   const char* op = "conv_transpose2d";
+  const OpNameScope scope(op);
   check_defined(op, {&x, &w});
   common_device(op, {&x, &w, &bias});
   const Tensor x4 = batched(op, x);

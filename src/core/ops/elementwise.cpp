@@ -71,6 +71,7 @@ void dispatch_binary(OpId op, DType key, std::span<const Tensor> in, std::span<T
 // out = op(a, b) with broadcasting; inputs are cast to the computation dtype first.
 Tensor binary(OpId op, const Tensor& a, const Tensor& b, Result r, Scalar alpha = 1) {
   const char* name = op_name(op);
+  const OpNameScope scope(name);  // allocation and conversion errors name this op
   check_defined(name, {&a, &b});
   const Device dev = common_device(name, {&a, &b});
   const Shape shape = broadcast_shapes(name, a.shape(), b.shape());
@@ -115,6 +116,7 @@ Tensor& binary_(OpId op, Tensor& a, const Tensor& b, Scalar alpha = 1) {
 
 Tensor unary(OpId op, const Tensor& a, Result r, const ClampAttrs* attrs = nullptr) {
   const char* name = op_name(op);
+  const OpNameScope scope(name);
   check_defined(name, {&a});
   const DType compute = result_dtype(r, a.dtype());
   const MemoryFormat fmt = result_format(a.shape(), {&a});

@@ -183,7 +183,10 @@ std::pair<Tensor, Tensor> host_pair(const char* op, const Tensor& a, const Tenso
 bool equal(const Tensor& a, const Tensor& b) {
   check_defined("equal", {&a, &b});
   if (a.shape() != b.shape()) return false;
-  auto [x, y] = host_pair("equal", a, b);
+  // Not a structured binding: clang 14 cannot capture those in the lambda below.
+  const std::pair<Tensor, Tensor> xy = host_pair("equal", a, b);
+  const Tensor& x = xy.first;
+  const Tensor& y = xy.second;
   return KILN_DISPATCH_DTYPE(x.dtype(), "equal", [&]<typename T>() {
     const T* p = static_cast<const T*>(x.data_ptr());
     const T* q = static_cast<const T*>(y.data_ptr());
