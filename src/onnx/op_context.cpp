@@ -114,6 +114,8 @@ const std::map<std::string, OpEntry>& registry() {
     register_reduce_ops();
     register_shape_ops();
     register_nn_ops();
+    register_loss_ops();
+    register_rounding_ops();
     return true;
   }();
   (void)filled;

@@ -85,6 +85,8 @@ void register_elementwise_ops();
 void register_reduce_ops();
 void register_shape_ops();
 void register_nn_ops();
+void register_loss_ops();
+void register_rounding_ops();
 
 // Whether any element of t is zero (one host read).
 bool any_zero(const Tensor& t);
