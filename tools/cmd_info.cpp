@@ -4,7 +4,9 @@
 
 #include "kiln/device_manager.h"
 #include "kiln/dispatch.h"
+#include "kiln/gpu_monitor.h"
 #include "tools/commands.h"
+#include "tools/gpu_metrics_table.h"
 
 namespace kiln::cli {
 
@@ -41,6 +43,14 @@ int cmd_info(const Args&) {
                 << " B reserved, peak " << s.peak_allocated_bytes << " B, " << s.cache_hits << " cache hits, "
                 << s.cache_misses << " misses\n";
     }
+  }
+  std::cout << "\nGPU metrics (NVML): ";
+  const auto nvml = profiler::Nvml::shared();
+  if (!nvml->available()) {
+    std::cout << "unavailable: " << nvml->unavailable_reason() << '\n';
+  } else {
+    std::cout << nvml->device_count() << " GPU(s)\n" << gpu_metrics_header() << '\n';
+    for (const auto& g : nvml->sample_all()) std::cout << gpu_metrics_row(g) << '\n';
   }
   return 0;
 }

@@ -43,16 +43,18 @@ struct TrainArgs {
   double lr = 1e-3;
   uint64_t seed = 0;
   std::string out = "runs", data_dir;
-  bool profile = false;
+  std::string profile_dir;  // --profile DIR: trace, summary and memory views of some steps
   std::string schedule = "cosine";
 };
 
 void usage(std::ostream& os) {
   os << "usage: kiln train [--device D] [--epochs N] [--batch-size 256] [--lr 1e-3] [--limit N]\n"
-        "                  [--seed S] [--data DIR] [--out runs/] [--profile]\n"
+        "                  [--seed S] [--data DIR] [--out runs/] [--profile DIR]\n"
         "                  [--schedule cosine|constant]\n"
         "Trains the Fashion-MNIST CNN; --limit uses only the first N training (and test) images;\n"
-        "--profile prints the time spent in each op at the end; --schedule cosine (default) anneals\n"
+        "--profile DIR records training steps 6-15 op by op and writes DIR/trace.json (open in\n"
+        "ui.perfetto.dev), DIR/summary.txt (top ops), DIR/memory.svg and DIR/memory.json;\n"
+        "--schedule cosine (default) anneals\n"
         "the learning rate from --lr to 0 over the run, one step per batch.\n";
 }
 
@@ -73,7 +75,7 @@ TrainArgs parse(const Args& args) {
       else if (k == "--seed") a.seed = std::stoull(value());
       else if (k == "--out") a.out = value();
       else if (k == "--data") a.data_dir = value();
-      else if (k == "--profile") a.profile = true;
+      else if (k == "--profile") a.profile_dir = value();
       else if (k == "--schedule") a.schedule = value();
       else KILN_FAIL("train", "unknown option '", k, "'");
     } catch (const std::logic_error&) {  // std::stoll and friends
@@ -110,6 +112,30 @@ std::string fixed(double v, int digits) {
   std::ostringstream os;
   os << std::fixed << std::setprecision(digits) << v;
   return os.str();
+}
+
+// --profile: skip 5 steps (start-up, caches), warm up 2, record 10.
+constexpr profiler::Schedule kProfileSchedule{.wait = 5, .warmup = 2, .active = 10, .repeat = 1};
+
+void write_profile(const profiler::Trace& trace, const std::string& dir, Device device) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KILN_CHECK(!ec, "train", "cannot create ", dir, ": ", ec.message());
+  const std::filesystem::path d(dir);
+  double step_us = 0;
+  for (const auto& s : trace.steps) step_us += s.end_us - s.begin_us;
+  const double steps = double(std::max<size_t>(trace.steps.size(), 1));
+  const std::string summary = "profile of " + std::to_string(trace.steps.size()) + " training steps on " +
+                              device.str() + " (per step):\n" +
+                              profiler::table(profiler::summarize(trace), 25, steps, step_us / steps);
+  profiler::write_chrome_trace(trace, (d / "trace.json").string());
+  profiler::write_memory_svg(trace, (d / "memory.svg").string());
+  std::ofstream(d / "memory.json") << "{\"timeline\": " << profiler::memory_timeline_json(trace)
+                                   << ",\n\"snapshot\": " << profiler::memory_snapshot_json(device) << "}\n";
+  std::ofstream(d / "summary.txt") << summary;
+  std::cout << summary << "saved profile: " << (d / "trace.json").string() << " (open in ui.perfetto.dev), "
+            << (d / "summary.txt").string() << ", " << (d / "memory.svg").string() << ", "
+            << (d / "memory.json").string() << '\n';
 }
 
 }  // namespace
@@ -164,7 +190,8 @@ int cmd_train(const Args& args) {
   const std::filesystem::path run_dir = make_run_dir(a.out);
   csv.open(run_dir / "metrics.csv");
   csv << "epoch,train_loss,test_loss,test_accuracy,seconds\n";
-  if (a.profile) profiler::enable();
+  std::optional<profiler::Profile> prof;
+  if (!a.profile_dir.empty()) prof.emplace(profiler::ProfileOptions{.schedule = kProfileSchedule});
   const int64_t nb = loader.size();
   // Annealing to 0 over the run: the last epoch's small steps settle the weights, which
   // is worth about a point of test accuracy in a run of few epochs.
@@ -184,6 +211,13 @@ int cmd_train(const Args& args) {
       loss.backward();
       opt.step();
       if (schedule) schedule->step();
+      if (prof) {
+        prof->step();
+        if (prof->step_count() == kProfileSchedule.wait + kProfileSchedule.warmup + kProfileSchedule.active) {
+          write_profile(prof->stop(), a.profile_dir, device);
+          prof.reset();
+        }
+      }
       const double l = loss.item<double>();
       epoch_loss += l;
       window_loss += l;
@@ -199,6 +233,10 @@ int cmd_train(const Args& args) {
       bar.update(batches, epoch_loss / double(batches), images);
     }
     bar.finish();
+    if (prof && epoch == a.epochs) {  // a run shorter than the schedule: what was recorded
+      write_profile(prof->stop(), a.profile_dir, device);
+      prof.reset();
+    }
     last = evaluate(*model, test_set, device);
     const double train_loss = epoch_loss / double(std::max<int64_t>(batches, 1));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -212,7 +250,6 @@ int cmd_train(const Args& args) {
     csv << epoch << ',' << train_loss << ',' << last.loss << ',' << last.accuracy << ',' << secs << '\n';
   }
   csv.close();
-  if (a.profile) std::cout << profiler::table(profiler::summarize(profiler::disable()), 25);
 
   const std::string model_path = (run_dir / "model.safetensors").string();
   const std::string plot_path = (run_dir / "curves.svg").string();

@@ -11,4 +11,5 @@ int cmd_bench(const Args& args);  // cmd_bench.cpp
 int cmd_train(const Args& args);  // cmd_train.cpp: the main job
 int cmd_predict(const Args& args);  // cmd_predict.cpp
 int cmd_run(const Args& args);      // cmd_run.cpp: run an ONNX model
+int cmd_monitor(const Args& args);  // cmd_monitor.cpp: GPU metrics through NVML
 }  // namespace kiln::cli

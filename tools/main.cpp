@@ -21,6 +21,7 @@ const std::map<std::string, Command>& commands() {
       {"train", {kiln::cli::cmd_train, "train the Fashion-MNIST CNN (the main job); --help for options"}},
       {"predict", {kiln::cli::cmd_predict, "classify a Fashion-MNIST test image with a saved model"}},
       {"run", {kiln::cli::cmd_run, "run an ONNX model on .npy/.safetensors inputs: MODEL --input F --device D"}},
+      {"monitor", {kiln::cli::cmd_monitor, "per-GPU utilisation, memory, temperature: --interval S --count N"}},
   };
   return c;
 }

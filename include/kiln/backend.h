@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kiln/device.h"
 
@@ -17,12 +18,32 @@ namespace kiln {
 
 class KernelRegistry;
 
+// Profiler support for a device with its own queue (src/profiler): timing marks queued in
+// stream order and read back later, so profiling never waits for the device per op.
+class DeviceTracer {
+ public:
+  virtual ~DeviceTracer() = default;
+  // Time zero for marks on device index: waits for the device once (a phase's start).
+  virtual void start(int index) = 0;
+  // A mark queued on the calling thread's current stream of device index; its handle
+  // (0, 1, 2, ... since start) until collect.
+  virtual uint32_t mark(int index) = 0;
+  // Waits for the marks of device index and returns each one's time in microseconds
+  // after time zero, by handle; forgets them.
+  virtual std::vector<double> collect(int index) = 0;
+  // Named ranges for external tools (NVTX for Nsight Systems); nothing by default.
+  virtual void range_push(const char* /*name*/) {}
+  virtual void range_pop() {}
+};
+
 struct DeviceInfo {
   std::string name;              // "NVIDIA H100 80GB HBM3", "x86-64 CPU (2 threads)"
   size_t total_memory = 0;       // bytes
   size_t free_memory = 0;        // bytes
   int compute_units = 0;         // CPU threads, GPU multiprocessors
   std::string details;           // backend-specific, e.g. "sm_90, driver 13.0"
+  double peak_bytes_per_s = 0;   // memory bandwidth from the device's clocks; 0: unknown
+  double peak_flops = 0;         // float32 multiply-adds x 2 per second without tensor cores; 0: unknown
 };
 
 // Spec §1 GpuContext: per-device settings a backend exposes.
@@ -42,6 +63,21 @@ struct MemoryStats {
   int64_t cache_hits = 0;        // served from a cached block
   int64_t cache_misses = 0;      // needed a fresh device allocation
   int64_t out_of_memory_count = 0;
+};
+
+// The caching allocator's layout (memory_snapshot): segments from the device, each cut
+// into blocks, live or cached free.
+struct MemoryBlockInfo {
+  size_t offset = 0;  // from the segment's start
+  size_t size = 0;
+  bool allocated = false;
+};
+struct MemorySegmentInfo {
+  uintptr_t address = 0;
+  size_t size = 0;
+  uintptr_t stream = 0;
+  bool small = false;  // the small-block pool (requests <= 1 MiB)
+  std::vector<MemoryBlockInfo> blocks;
 };
 
 class Backend {
@@ -65,6 +101,7 @@ class Backend {
   virtual MemoryStats memory_stats(int /*index*/) const { return {}; }
   virtual void reset_peak_memory_stats(int /*index*/) {}
   virtual void empty_cache(int /*index*/) {}
+  virtual std::vector<MemorySegmentInfo> memory_snapshot(int /*index*/) const { return {}; }
 
   // Page-locked host memory for fast asynchronous copies; null when the backend has none.
   virtual void* allocate_pinned(size_t /*bytes*/) { return nullptr; }
@@ -72,6 +109,9 @@ class Backend {
   // Streams of a device (GpuContext::stream_count): its ops run in order on the current one.
   virtual int current_stream(int /*index*/) const { return 0; }
   virtual void set_current_stream(int /*index*/, int /*stream*/) {}
+
+  // Device timing marks for the profiler; null when the device's work is timed on the host.
+  virtual DeviceTracer* tracer() { return nullptr; }
 
   // Called once when the backend is created: fill registry entries for this device type.
   virtual void register_kernels(KernelRegistry& registry) = 0;

@@ -9,6 +9,8 @@ namespace kiln {
 MemoryStats memory_stats(Device d);
 void reset_peak_memory_stats(Device d);
 void empty_cache(Device d);  // returns cached, unused device memory to the device
+// The caching allocator's segments and blocks (PyTorch's torch.cuda.memory_snapshot()).
+std::vector<MemorySegmentInfo> memory_snapshot(Device d);
 
 // A CPU tensor in page-locked memory (from the first GPU backend that provides it;
 // ordinary memory when none does). Copies from it with non_blocking=true are asynchronous.

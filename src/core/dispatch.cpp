@@ -104,13 +104,7 @@ Device choose_device(OpId op, DType key, Device home, int64_t work, bool has_inp
 
 void run_kernel(Kernel k, OpId op, Device device, std::span<const Tensor> in, std::span<Tensor> out,
                 const void* attrs) {
-  KernelArgs args{op, device, in, out, attrs};
-  if (profiler::is_enabled()) {
-    profiler::OpScope scope(op, device, in, out);
-    k(args);
-  } else {
-    k(args);
-  }
+  k(KernelArgs{op, device, in, out, attrs});
 }
 }  // namespace
 
@@ -154,6 +148,8 @@ void dispatch_untyped(OpId op, std::optional<DType> key_given, std::span<const T
   const Kernel k = kernel_registry().find(exec.type, op, key);
   KILN_CHECK(k != nullptr, op_name(op), "not implemented for dtype ", dtype_name(key), " on ",
              device_type_name(exec.type));
+  // The profiler's record of this op (staging copies nest inside it); free when off.
+  const profiler::OpScope profile_scope(op, home, exec, inputs, outputs);
   if (exec == home) {
     run_kernel(k, op, exec, inputs, outputs, attrs);
     return;

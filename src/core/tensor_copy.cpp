@@ -6,6 +6,7 @@
 #include "kiln/dispatch.h"
 #include "kiln/op_attrs.h"
 #include "kiln/ops.h"
+#include "kiln/profiler.h"
 #include "kiln/tensor.h"
 #include "src/autograd/record.h"
 #include "src/core/memory_format.h"
@@ -24,6 +25,8 @@ void copy_bytes_across(const Tensor& dst, const Tensor& src, bool non_blocking) 
     copy_bytes_across(dst, host, false);
     return;
   }
+  // Recorded as a copy_ op queued on the GPU side (host-device copies in the profile).
+  const profiler::OpScope profile_scope(OpId::Copy, src.device(), gpu, {&src, 1}, {&dst, 1});
   b->copy(dst.data_ptr(), dst.device(), src.data_ptr(), src.device(), dst.nbytes(), non_blocking);
 }
 }  // namespace

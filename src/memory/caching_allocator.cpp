@@ -8,8 +8,15 @@
 
 namespace kiln::memory {
 
-CachingAllocator::CachingAllocator(std::string device_name, RawAllocator raw)
-    : device_name_(std::move(device_name)), raw_(std::move(raw)) {}
+CachingAllocator::CachingAllocator(std::string device_name, RawAllocator raw, std::optional<Device> traced)
+    : device_name_(std::move(device_name)), raw_(std::move(raw)), traced_(traced) {}
+
+void CachingAllocator::notify(const void* ptr, int64_t bytes, uintptr_t stream, int64_t allocated,
+                              int64_t reserved) const {
+  if (!traced_) return;
+  if (const AllocObserver f = g_alloc_observer.load(std::memory_order_relaxed))
+    f(AllocEvent{*traced_, ptr, bytes, allocated, reserved, stream});
+}
 
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -66,7 +73,7 @@ CachingAllocator::Block* CachingAllocator::new_segment(size_t segment_bytes, siz
 void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
   const size_t size = round_size(bytes);
   const bool small = size <= kSmallRequest;
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   ++stats_.allocation_count;
   FreeSet& pool = small ? small_free_ : large_free_;
   Block* b = take_free(pool, size, stream);
@@ -97,12 +104,16 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
   live_.insert(b->ptr, b);
   stats_.allocated_bytes += int64_t(b->size);
   stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
-  return b->ptr;
+  void* const p = b->ptr;
+  const int64_t block = int64_t(b->size), allocated = stats_.allocated_bytes, reserved = stats_.reserved_bytes;
+  lock.unlock();
+  notify(p, block, stream, allocated, reserved);
+  return p;
 }
 
 void CachingAllocator::deallocate(void* ptr) {
   if (!ptr) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   Block** found = live_.find(ptr);
   KILN_CHECK(found != nullptr, "free", "pointer was not allocated by the ", device_name_, " caching allocator");
   Block* b = *found;
@@ -110,6 +121,8 @@ void CachingAllocator::deallocate(void* ptr) {
   ++stats_.free_count;
   stats_.allocated_bytes -= int64_t(b->size);
   b->allocated = false;
+  const int64_t freed = int64_t(b->size);
+  const uintptr_t stream = b->stream;
   FreeSet& pool = b->small ? small_free_ : large_free_;
   // Merge with free neighbours of the same segment.
   if (Block* p = b->prev; p && !p->allocated) {
@@ -128,6 +141,9 @@ void CachingAllocator::deallocate(void* ptr) {
     recycle(n);
   }
   pool.insert(b);
+  const int64_t allocated = stats_.allocated_bytes, reserved = stats_.reserved_bytes;
+  lock.unlock();
+  notify(ptr, -freed, stream, allocated, reserved);
 }
 
 void CachingAllocator::release_free_segments() {
@@ -180,6 +196,28 @@ size_t CachingAllocator::segment_count() const {
     for (const Block* b : *pool)
       if (!b->prev) ++n;
   return n;
+}
+
+std::vector<MemorySegmentInfo> CachingAllocator::snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<const Block*> heads;  // the first block of each segment, live or free
+  live_.for_each([&](const void*, const Block* b) {
+    if (!b->prev) heads.push_back(b);
+  });
+  for (const FreeSet* pool : {&small_free_, &large_free_})
+    for (const Block* b : *pool)
+      if (!b->prev) heads.push_back(b);
+  std::sort(heads.begin(), heads.end(), [](const Block* a, const Block* b) { return a->ptr < b->ptr; });
+  std::vector<MemorySegmentInfo> out;
+  for (const Block* head : heads) {
+    MemorySegmentInfo seg{reinterpret_cast<uintptr_t>(head->ptr), 0, head->stream, head->small, {}};
+    for (const Block* b = head; b; b = b->next) {
+      seg.blocks.push_back({size_t(b->ptr - head->ptr), b->size, b->allocated});
+      seg.size += b->size;
+    }
+    out.push_back(std::move(seg));
+  }
+  return out;
 }
 
 }  // namespace kiln::memory

@@ -17,7 +17,10 @@
 #include <vector>
 #include <string>
 
+#include <optional>
+
 #include "kiln/backend.h"
+#include "src/memory/alloc_observer.h"
 #include "src/memory/pointer_table.h"
 
 namespace kiln::memory {
@@ -78,7 +81,8 @@ class CachingAllocator {
   static constexpr size_t kOwnSegment = size_t(10) << 20;     // >= this: a segment of its own
   static constexpr size_t kSegmentRound = size_t(2) << 20;
 
-  CachingAllocator(std::string device_name, RawAllocator raw);
+  // traced: the device its allocations are reported as to the alloc observer (none: unreported).
+  CachingAllocator(std::string device_name, RawAllocator raw, std::optional<Device> traced = std::nullopt);
   ~CachingAllocator();  // returns every cached segment; live blocks are the owners' to free
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -93,6 +97,7 @@ class CachingAllocator {
   void reset_peak();
   void empty_cache();  // returns every wholly free segment to the raw allocator
   size_t segment_count() const;
+  std::vector<MemorySegmentInfo> snapshot() const;  // segments by address, blocks in order
 
   static size_t round_size(size_t bytes) {
     return bytes < kMinBlock ? kMinBlock : (bytes + kMinBlock - 1) / kMinBlock * kMinBlock;
@@ -127,8 +132,11 @@ class CachingAllocator {
   Block* new_block();
   void recycle(Block* b);
 
+  void notify(const void* ptr, int64_t bytes, uintptr_t stream, int64_t allocated, int64_t reserved) const;
+
   std::string device_name_;
   RawAllocator raw_;
+  std::optional<Device> traced_;
   mutable std::mutex mutex_;
   NodeCache nodes_;  // declared before the sets, which return their nodes to it
   FreeSet small_free_{BySize{}, RecyclingAllocator<Block*>(&nodes_)};

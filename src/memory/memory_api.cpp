@@ -18,6 +18,9 @@ Backend* present(const char* op, Device d) {
 MemoryStats memory_stats(Device d) { return present("memory_stats", d)->memory_stats(d.index); }
 void reset_peak_memory_stats(Device d) { present("reset_peak_memory_stats", d)->reset_peak_memory_stats(d.index); }
 void empty_cache(Device d) { present("empty_cache", d)->empty_cache(d.index); }
+std::vector<MemorySegmentInfo> memory_snapshot(Device d) {
+  return present("memory_snapshot", d)->memory_snapshot(d.index);
+}
 
 Tensor pinned_empty(const Shape& shape, DType dtype) {
   const size_t bytes = size_t(numel_of(shape)) * element_size(dtype);

@@ -11,6 +11,7 @@
 namespace kiln::testing {
 
 std::atomic<int> fake_add_calls{0};
+FakeTracerCounts fake_tracer_counts;
 
 namespace {
 
@@ -39,6 +40,28 @@ void fake_add(const KernelArgs& args) {
     po[offset_of(out, i)] = pa[offset_of(a, i)] + alpha * pb[offset_of(b, i)];
 }
 
+class FakeTracer final : public DeviceTracer {
+ public:
+  void start(int) override {
+    ++fake_tracer_counts.starts;
+    next_ = 0;
+  }
+  uint32_t mark(int) override {
+    ++fake_tracer_counts.marks;
+    return next_++;
+  }
+  std::vector<double> collect(int) override {
+    ++fake_tracer_counts.collects;
+    std::vector<double> t(next_);
+    for (uint32_t k = 0; k < next_; ++k) t[k] = double(k + 1) * kFakeMarkTickUs;
+    next_ = 0;
+    return t;
+  }
+
+ private:
+  uint32_t next_ = 0;
+};
+
 class FakeMetalBackend final : public Backend {
  public:
   DeviceType type() const override { return kFakeGpuType; }
@@ -57,16 +80,22 @@ class FakeMetalBackend final : public Backend {
   }
   void deallocate(void* p, size_t, int) override { std::free(p); }
   void copy(void* dst, Device, const void* src, Device, size_t bytes, bool) override { std::memcpy(dst, src, bytes); }
-  void synchronize(int) override {}
+  void synchronize(int) override { ++fake_tracer_counts.synchronizes; }
+  DeviceTracer* tracer() override { return &tracer_; }
   void register_kernels(KernelRegistry& r) override {
     r.add(kFakeGpuType, OpId::Add, fake_add, dtype_bit(DType::Float32));
   }
+
+ private:
+  FakeTracer tracer_;
 };
 
 }  // namespace
 
 FakeGpuScope::FakeGpuScope() {
   fake_add_calls = 0;
+  fake_tracer_counts.starts = fake_tracer_counts.marks = fake_tracer_counts.collects = 0;
+  fake_tracer_counts.synchronizes = 0;
   set_backend_for_testing(kFakeGpuType, std::make_unique<FakeMetalBackend>());
 }
 

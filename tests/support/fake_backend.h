@@ -15,6 +15,14 @@ inline const Device kFakeGpu{DeviceType::Metal, 0};
 // Calls of the fake Add kernel since the last install.
 extern std::atomic<int> fake_add_calls;
 
+// The fake device's profiler marks: mark k (since the last start) reads back as
+// (k + 1) * kFakeMarkTickUs microseconds after time zero. Counts since the last install.
+inline constexpr double kFakeMarkTickUs = 10;
+struct FakeTracerCounts {
+  std::atomic<int> starts{0}, marks{0}, collects{0}, synchronizes{0};
+};
+extern FakeTracerCounts fake_tracer_counts;
+
 // Installs the fake metal backend for a scope; removes it (and its kernels), restores the
 // current device and resets the execution strategy on exit. Tensors on metal must be
 // destroyed before the scope ends.

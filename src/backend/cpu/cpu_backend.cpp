@@ -31,7 +31,7 @@ void* aligned_host_alloc(size_t bytes) { return std::aligned_alloc(64, (bytes + 
 class CpuBackend final : public Backend {
  public:
   CpuBackend()
-      : cache_("cpu", memory::RawAllocator{aligned_host_alloc, [](void* p, size_t) { std::free(p); }}) {}
+      : cache_("cpu", memory::RawAllocator{aligned_host_alloc, [](void* p, size_t) { std::free(p); }}, kCpu) {}
 
   DeviceType type() const override { return DeviceType::Cpu; }
   int device_count() const override { return 1; }
@@ -60,6 +60,7 @@ class CpuBackend final : public Backend {
   MemoryStats memory_stats(int) const override { return cache_.stats(); }
   void reset_peak_memory_stats(int) override { cache_.reset_peak(); }
   void empty_cache(int) override { cache_.empty_cache(); }
+  std::vector<MemorySegmentInfo> memory_snapshot(int) const override { return cache_.snapshot(); }
 
   void copy(void* dst, Device, const void* src, Device, size_t bytes, bool) override {
     std::memcpy(dst, src, bytes);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kiln/dispatch.h"
+#include "kiln/profiler.h"
 #include "kiln/tensor.h"
 #include "src/backend/cuda/kernels.h"
 
@@ -13,6 +14,7 @@ void run_on_cpu(const KernelArgs& args) {
   const DType key = args.inputs.empty() ? args.outputs[0].dtype() : args.inputs[0].dtype();
   const Kernel k = kernel_registry().find(DeviceType::Cpu, args.op, key);
   KILN_CHECK(k != nullptr, op_name(args.op), "no CUDA kernel for these arguments and no CPU kernel to fall back to");
+  profiler::note_cpu_fallback();
   std::vector<Tensor> in, out;
   for (const Tensor& t : args.inputs) in.push_back(t.defined() ? t.to(kCpu) : t);
   for (const Tensor& t : args.outputs) out.push_back(t.to(kCpu).contiguous());

@@ -13,6 +13,7 @@
 #include "kiln/backend.h"
 #include "kiln/error.h"
 #include "src/backend/cuda/cuda_common.h"
+#include "src/backend/cuda/device_tracer.h"
 #include "src/backend/cuda/kernels.h"
 #include "src/memory/caching_allocator.h"
 
@@ -60,6 +61,7 @@ class CudaBackend final : public Backend {
     if (count_ > kMaxDevices) count_ = kMaxDevices;
     if (const char* s = std::getenv("KILN_CUDA_STREAMS")) stream_count_ = std::max(1, std::atoi(s));
     for (int i = 0; i < count_; ++i) KILN_CUDA_CHECK(cudaGetDeviceProperties(&states_[i].props, i), "cuda_init");
+    tracer_ = make_device_tracer(count_);
     instance_ = this;
   }
 
@@ -69,6 +71,7 @@ class CudaBackend final : public Backend {
     instance_ = nullptr;
     for (auto& s : states_) (void)s.allocator.release();
     (void)pinned_.release();
+    (void)tracer_.release();
   }
 
   static CudaBackend* instance() { return instance_; }
@@ -76,6 +79,7 @@ class CudaBackend final : public Backend {
   DeviceType type() const override { return DeviceType::Cuda; }
   int device_count() const override { return count_; }
   std::string unavailable_reason() const override { return reason_; }
+  DeviceTracer* tracer() override { return count_ > 0 ? tracer_.get() : nullptr; }
 
   DeviceInfo device_info(int index) const override {
     const cudaDeviceProp& p = states_[index].props;
@@ -89,6 +93,17 @@ class CudaBackend final : public Backend {
       else cudaGetLastError();
     }
     info.compute_units = p.multiProcessorCount;
+    // Peaks from the clocks (kHz): DDR memory moves 2 words per clock over the bus; an SM
+    // of sm_80+ issues 64 (sm_80) or 128 float32 FMAs per clock.
+    int mem_khz = 0, bus_bits = 0, sm_khz = 0;
+    if (cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, index) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index) == cudaSuccess)
+      info.peak_bytes_per_s = 2.0 * double(mem_khz) * 1e3 * double(bus_bits) / 8;
+    if (cudaDeviceGetAttribute(&sm_khz, cudaDevAttrClockRate, index) == cudaSuccess) {
+      const int fma_per_sm = p.major == 8 && p.minor == 0 ? 64 : 128;
+      info.peak_flops = 2.0 * fma_per_sm * p.multiProcessorCount * double(sm_khz) * 1e3;
+    }
+    cudaGetLastError();
     int driver = 0, runtime = 0;
     cudaDriverGetVersion(&driver);
     cudaRuntimeGetVersion(&runtime);
@@ -127,7 +142,8 @@ class CudaBackend final : public Backend {
                                        // Pending work may still use cached blocks: wait for it.
                                        cudaDeviceSynchronize();
                                        cudaFree(p);
-                                     }});
+                                     }},
+          Device(DeviceType::Cuda, index));
     });
     return s;
   }
@@ -181,6 +197,10 @@ class CudaBackend final : public Backend {
     return s.allocator ? s.allocator->stats() : MemoryStats{};
   }
   void reset_peak_memory_stats(int index) override { state(index).allocator->reset_peak(); }
+  std::vector<MemorySegmentInfo> memory_snapshot(int index) const override {
+    const DeviceState& s = states_[index];
+    return s.allocator ? s.allocator->snapshot() : std::vector<MemorySegmentInfo>{};
+  }
   void empty_cache(int index) override {
     synchronize(index);
     state(index).allocator->empty_cache();
@@ -273,6 +293,7 @@ class CudaBackend final : public Backend {
   std::array<DeviceState, kMaxDevices> states_;
   std::mutex pinned_mutex_;
   std::unique_ptr<memory::CachingAllocator> pinned_;
+  std::unique_ptr<DeviceTracer> tracer_;
   std::vector<std::pair<void*, std::vector<cudaEvent_t>>> pending_pinned_;
   static inline CudaBackend* instance_ = nullptr;
 };
