@@ -89,6 +89,16 @@ TEST(SizeOverflow, ViewsRaiseInsteadOfWrapping) {
   Tensor wide = one.expand({k2p62});
   EXPECT_EQ(wide.numel(), k2p62);
   expect_error([&] { (void)wide.contiguous(); }, "contiguous", "4611686018427387904");
+  // view/reshape: the product of the requested sizes used to wrap (signed overflow).
+  Tensor four = zeros({4});
+  expect_error([&] { (void)four.view({k2p62, 4}); }, "view", "is invalid");
+  expect_error([&] { (void)four.reshape({-1, k2p62, 8}); }, "reshape", "is invalid");
+  expect_error([&] { (void)four.view({k2p62, 4, 0, -1}); }, "view", "is invalid");
+  EXPECT_EQ(zeros({0}).view({k2p62, 0}).shape(), (Shape{k2p62, 0}));
+  // cat's output size and split's sizes are sums that must not wrap either.
+  Tensor huge = one.expand({k2p62});
+  expect_error([&] { (void)cat({huge, huge}); }, "cat", "overflows");
+  expect_error([&] { (void)split(four, std::vector<int64_t>{INT64_MAX, 2}); }, "split", "overflows");
   Tensor a = zeros({4});
   expect_error([&] { (void)a.as_strided({2, 2}, {k2p62, k2p62}, 0); }, "as_strided", "overflows");
   expect_error([&] { (void)a.as_strided({2}, {1}, INT64_MAX); }, "as_strided", "overflows");

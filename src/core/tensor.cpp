@@ -24,22 +24,24 @@ Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offse
 Shape infer_shape(const char* op, const Shape& req, int64_t numel, const Shape& from) {
   Shape out = req;
   int64_t known = 1, infer_at = -1;
+  bool overflow = false;  // the known sizes multiply past int64: more than any tensor holds
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
       KILN_CHECK(infer_at < 0, op, "only one dimension can be -1, got ", shape_str(req));
       infer_at = int64_t(i);
     } else {
       KILN_CHECK(out[i] >= 0, op, "invalid size ", out[i], " in shape ", shape_str(req));
-      known *= out[i];
+      overflow |= __builtin_mul_overflow(known, out[i], &known);
     }
   }
+  for (int64_t s : out) overflow &= s != 0;  // a zero size makes the product 0 after all
   if (infer_at >= 0) {
-    KILN_CHECK(known != 0 && numel % known == 0, op, "shape ", shape_str(req), " is invalid for input of shape ",
-               shape_str(from), " (", numel, " elements)");
+    KILN_CHECK(known != 0 && !overflow && numel % known == 0, op, "shape ", shape_str(req),
+               " is invalid for input of shape ", shape_str(from), " (", numel, " elements)");
     out[size_t(infer_at)] = numel / known;
   }
-  KILN_CHECK(numel_of(out) == numel, op, "shape ", shape_str(req), " is invalid for input of shape ",
-             shape_str(from), " (", numel, " elements)");
+  KILN_CHECK(infer_at >= 0 || (!overflow && known == numel), op, "shape ", shape_str(req),
+             " is invalid for input of shape ", shape_str(from), " (", numel, " elements)");
   return out;
 }
 

@@ -40,7 +40,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     for (int64_t k = 0; k < t.dim(); ++k)
       KILN_CHECK(k == d || t.size(k) == ref->size(k), "cat", "sizes must match except in dim ", d, ": ",
                  shape_str(ref->shape()), " vs ", shape_str(t.shape()), " (tensor ", i, ", dim ", k, ")");
-    out_shape[size_t(d)] += t.size(d);
+    out_shape[size_t(d)] = checked_add("cat", out_shape[size_t(d)], t.size(d));
   }
   // PyTorch's layout: channels-last when every part suggests it. The kernel then gets
   // [N, H, W, C] views (contiguous there) and the matching dim.
@@ -95,7 +95,7 @@ std::vector<Tensor> split(const Tensor& t, const std::vector<int64_t>& sizes, in
   int64_t total = 0;
   for (int64_t s : sizes) {
     KILN_CHECK(s >= 0, "split", "split sizes must be non-negative, got ", shape_str(sizes));
-    total += s;
+    total = checked_add("split", total, s);
   }
   KILN_CHECK(total == t.size(d), "split", "split sizes ", shape_str(sizes), " sum to ", total, " but dim ", d,
              " of shape ", shape_str(t.shape()), " has size ", t.size(d));
