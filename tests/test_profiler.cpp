@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 #include <set>
 
 #include "kiln/generator.h"
@@ -210,4 +211,35 @@ TEST(Profiler, ProfilingATrainingStepChangesNothing) {
     return params;
   };
   EXPECT_EQ(run(false), run(true));  // bit for bit
+}
+
+TEST(Profiler, RecordsOpsOfSeveralThreadsEachOnItsOwnTrack) {
+  constexpr int kThreads = 3, kOps = 50;
+  std::vector<Tensor> xs;
+  for (int t = 0; t < kThreads; ++t) xs.push_back(randn({t + 2}));
+  profiler::Profile prof;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kOps; ++i) (void)add(xs[size_t(t)], xs[size_t(t)]);
+    });
+  for (auto& th : threads) th.join();
+  const profiler::Trace trace = prof.stop();
+  // Each thread's adds (told apart by shape) sit on one thread track, none nested.
+  std::map<int64_t, std::set<uint32_t>> tracks;
+  std::map<int64_t, int> counts;
+  for (const auto& r : trace.ops) {
+    ASSERT_EQ(r.name, "add");
+    EXPECT_EQ(r.depth, 0);
+    tracks[r.inputs[0].shape[0]].insert(r.thread);
+    ++counts[r.inputs[0].shape[0]];
+  }
+  ASSERT_EQ(counts.size(), size_t(kThreads));
+  for (const auto& [n, c] : counts) EXPECT_EQ(c, kOps);
+  std::set<uint32_t> all;
+  for (const auto& [n, ts] : tracks) {
+    EXPECT_EQ(ts.size(), 1u);
+    all.insert(*ts.begin());
+  }
+  EXPECT_EQ(all.size(), size_t(kThreads));
 }

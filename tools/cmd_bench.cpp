@@ -246,6 +246,7 @@ void profile_train_step(Device d) {
   profiler::Profile prof({.schedule = {.wait = 0, .warmup = kWarmup, .active = kSteps, .repeat = 1}});
   for (int i = 0; i < kWarmup + kSteps; ++i) {
     step();
+    device_manager().synchronize(d);  // a step ends when its kernels do (as in the bench row)
     prof.step();
   }
   const profiler::Trace trace = prof.stop();

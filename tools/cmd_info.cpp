@@ -4,6 +4,7 @@
 
 #include "kiln/device_manager.h"
 #include "kiln/dispatch.h"
+#include "kiln/error.h"
 #include "kiln/gpu_monitor.h"
 #include "tools/commands.h"
 #include "tools/gpu_metrics_table.h"
@@ -50,7 +51,11 @@ int cmd_info(const Args&) {
     std::cout << "unavailable: " << nvml->unavailable_reason() << '\n';
   } else {
     std::cout << nvml->device_count() << " GPU(s)\n" << gpu_metrics_header() << '\n';
-    for (const auto& g : nvml->sample_all()) std::cout << gpu_metrics_row(g) << '\n';
+    try {
+      for (const auto& g : nvml->sample_all()) std::cout << gpu_metrics_row(g) << '\n';
+    } catch (const Error& e) {  // a GPU NVML lists but cannot read (lost, reset): say so, go on
+      std::cout << "  unavailable: " << e.what() << '\n';
+    }
   }
   return 0;
 }

@@ -169,10 +169,11 @@ void write_memory_svg(const Trace& trace, const std::string& path);
 namespace detail {
 extern std::atomic<bool> g_recording;
 }
-inline bool is_recording() { return detail::g_recording.load(std::memory_order_relaxed); }
+// Acquire: a thread that sees recording also sees the profile's options (free on x86).
+inline bool is_recording() { return detail::g_recording.load(std::memory_order_acquire); }
 
 // Opened by the dispatcher around an op once it knows where the op runs; costs one
-// relaxed load when no profile records.
+// load and a branch when no profile records.
 class OpScope {
  public:
   OpScope(OpId op, Device home, Device exec, std::span<const Tensor> inputs, std::span<const Tensor> outputs) {

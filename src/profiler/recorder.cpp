@@ -52,6 +52,7 @@ struct State {
   std::atomic<int64_t> step{0};
   // Host time of each device's time zero in this phase; < 0: not started.
   std::array<std::array<double, kMaxDeviceIndex>, kNumDeviceTypes> zero_us{};
+  std::array<std::array<std::atomic<bool>, kMaxDeviceIndex>, kNumDeviceTypes> started{};  // zero_us set
   DeviceTracer* nvtx = nullptr;  // where NVTX ranges go, when asked for
   std::mutex memory_mutex;       // guards memory (allocations come from any thread)
   std::vector<MemoryEvent> memory;
@@ -60,6 +61,18 @@ struct State {
 State& state() {
   static State* s = new State;  // never destroyed: threads may record during exit
   return *s;
+}
+
+// Time zero of device d for this phase, taken at its first op: the one wait for the
+// device in a phase (never per op).
+void start_device(DeviceTracer* tracer, Device d) {
+  State& s = state();
+  if (s.started[size_t(d.type)][size_t(d.index)].load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.started[size_t(d.type)][size_t(d.index)].load(std::memory_order_relaxed)) return;
+  tracer->start(d.index);
+  s.zero_us[size_t(d.type)][size_t(d.index)] = session::now_us();
+  s.started[size_t(d.type)][size_t(d.index)].store(true, std::memory_order_release);
 }
 
 ThreadBuffer& thread_buffer() {
@@ -125,16 +138,12 @@ void close() {
 void begin_phase() {
   State& s = state();
   {
+    // Devices get their time zero at their first op of the phase (start_device), so a
+    // profile touches no GPU the program does not use.
     std::lock_guard<std::mutex> lock(s.mutex);
     for (auto& row : s.zero_us) row.fill(-1);
-    for (int t = 1; t < kNumDeviceTypes; ++t) {
-      Backend* b = backend_for(DeviceType(t));
-      if (!b || !b->tracer()) continue;
-      for (int i = 0; i < b->device_count() && i < kMaxDeviceIndex; ++i) {
-        b->tracer()->start(i);  // waits for the device: once per phase, never per op
-        s.zero_us[size_t(t)][size_t(i)] = now_us();
-      }
-    }
+    for (auto& row : s.started)
+      for (auto& f : row) f.store(false, std::memory_order_relaxed);
   }
   if (s.options.profile_memory) memory::set_alloc_observer(on_alloc);
   detail::g_recording = true;
@@ -214,6 +223,7 @@ void OpScope::begin(OpId op, Device home, Device exec, std::span<const Tensor> i
   r.bytes = cost.bytes;
   r.flops = cost.flops;
   if (DeviceTracer* tr = tracer_of(exec)) {
+    start_device(tr, exec);
     r.stream = backend_for(exec.type)->current_stream(exec.index);
     p.tracer = tr;
   }
