@@ -116,6 +116,7 @@ const std::map<std::string, OpEntry>& registry() {
     register_nn_ops();
     register_loss_ops();
     register_rounding_ops();
+    register_resize_ops();
     return true;
   }();
   (void)filled;

@@ -87,6 +87,7 @@ void register_shape_ops();
 void register_nn_ops();
 void register_loss_ops();
 void register_rounding_ops();
+void register_resize_ops();
 
 // Whether any element of t is zero (one host read).
 bool any_zero(const Tensor& t);
