@@ -7,7 +7,8 @@
 #include "kiln/op_attrs.h"
 #include "src/backend/cpu/kernels.h"
 #include "src/backend/cpu/loops.h"
-#include "src/backend/cpu/vec_math.h"
+#include "src/backend/cpu/pointwise_lib.h"
+#include "src/backend/pointwise/pointwise_math.h"
 
 namespace kiln::cpu {
 
@@ -90,71 +91,42 @@ void random_kernel(const KernelArgs& a) {
                       [&]<typename T>() { random_typed<T>(a.op, out, a.attr<RandomAttrs>()); });
 }
 
-// ---- unary ----
-// One op's scalar function, chosen at compile time so that each loop body is
-// branch-free and the compiler can vectorise it.
-template <OpId Op, typename V>
-[[gnu::always_inline]] inline V unary_value(V x, const ClampAttrs* clamp) {
-  if constexpr (Op == OpId::Neg) return V(-x);
-  else if constexpr (Op == OpId::Abs) { if constexpr (std::is_same_v<V, bool>) return x; else return x < V(0) ? V(-x) : x; }
-  else if constexpr (Op == OpId::Sign) return V((V(0) < x) - (x < V(0)));
-  else if constexpr (Op == OpId::Relu) return x > V(0) || x != x ? x : V(0);  // NaN propagates, as in PyTorch
-  else if constexpr (Op == OpId::LogicalNot) return V(!x);
-  else if constexpr (Op == OpId::Clamp) {
-    if (clamp->has_min && x < V(clamp->min)) x = V(clamp->min);
-    if (clamp->has_max && x > V(clamp->max)) x = V(clamp->max);
-    return x;
-  } else if constexpr (!std::is_floating_point_v<V>) {
-    return x;  // float-only ops are registered for floating dtypes only
-  } else if constexpr (std::is_same_v<V, float> &&
-                       (Op == OpId::Exp || Op == OpId::Sigmoid || Op == OpId::Silu || Op == OpId::Gelu)) {
-    if constexpr (Op == OpId::Exp) return fast_expf(x);
-    else if constexpr (Op == OpId::Sigmoid) return 1.f / (1.f + fast_expf(-x));
-    else if constexpr (Op == OpId::Silu) return x / (1.f + fast_expf(-x));
-    else return 0.5f * x * fast_erfcf(x * -0.70710678118654752f);
-  } else if constexpr (Op == OpId::Exp) return std::exp(x);
-  else if constexpr (Op == OpId::Log) return std::log(x);
-  else if constexpr (Op == OpId::Sqrt) return std::sqrt(x);
-  else if constexpr (Op == OpId::Rsqrt) return V(1) / std::sqrt(x);
-  else if constexpr (Op == OpId::Reciprocal) return V(1) / x;
-  else if constexpr (Op == OpId::Sin) return std::sin(x);
-  else if constexpr (Op == OpId::Cos) return std::cos(x);
-  else if constexpr (Op == OpId::Tanh) return std::tanh(x);
-  else if constexpr (Op == OpId::Sigmoid) return V(1) / (V(1) + std::exp(-x));
-  else if constexpr (Op == OpId::Silu) return x / (V(1) + std::exp(-x));
-  else if constexpr (Op == OpId::Gelu) return V(0.5) * x * (V(1) + std::erf(x * V(0.7071067811865476)));
-  else if constexpr (Op == OpId::GeluTanh) {
-    const V k = V(0.7978845608028654);  // sqrt(2/pi)
-    return V(0.5) * x * (V(1) + std::tanh(k * (x + V(0.044715) * x * x * x)));
-  } else {
-    static_assert(Op == OpId::Neg, "not a unary op");
+// ---- unary: each op's math from pointwise_math.h, one kernel per op ----
+// The loop over one contiguous row, with every call inlined (flatten) so that it
+// vectorises: libmvec supplies the vector transcendental functions (pointwise_lib.h).
+template <OpId Op, typename T>
+[[gnu::flatten]] void unary_row(T* __restrict o, const T* __restrict in, int64_t n, pw::Vals<C<T>> v) {
+  for (int64_t i = 0; i < n; ++i) {
+    v.x = C<T>(in[i]);
+    o[i] = T(pw::eval<CpuLib>(decltype(pw::Math<Op>::f){}, v));
   }
 }
 
-template <typename T, OpId Op>
-void unary_fixed(const Tensor& out, const Tensor& in, const ClampAttrs* clamp) {
-  cpu_map<T, T>(out, {&in}, [clamp](T x) { return T(unary_value<Op, C<T>>(C<T>(x), clamp)); });
+template <OpId Op, typename T>
+void unary_math(const KernelArgs& a) {
+  pw::Vals<C<T>> vals;
+  pw::set_params(vals, a);
+  const Tensor& out = a.outputs[0];
+  for_each_row<T, T>(out, {&a.inputs[0]}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& st,
+                                               int64_t /*first*/, int64_t n) {
+    T* o = reinterpret_cast<T*>(p[0]);
+    const T* in = reinterpret_cast<const T*>(p[1]);
+    if (st[0] == 1 && st[1] == 1) return unary_row<Op, T>(o, in, n, vals);
+    pw::Vals<C<T>> v = vals;
+    for (int64_t i = 0; i < n; ++i) {
+      v.x = C<T>(in[i * st[1]]);
+      o[i * st[0]] = T(pw::eval<CpuLib>(decltype(pw::Math<Op>::f){}, v));
+    }
+  });
 }
 
-// The op is a template argument so each loop body is a straight-line, vectorisable function.
-template <typename T>
-void unary_typed(OpId op, const Tensor& out, const Tensor& in, const ClampAttrs* clamp) {
-  switch (op) {
-#define KILN_UNARY_CASE(id) case OpId::id: return unary_fixed<T, OpId::id>(out, in, clamp);
-    KILN_UNARY_CASE(Neg) KILN_UNARY_CASE(Abs) KILN_UNARY_CASE(Sign) KILN_UNARY_CASE(Relu)
-    KILN_UNARY_CASE(LogicalNot) KILN_UNARY_CASE(Clamp) KILN_UNARY_CASE(Exp) KILN_UNARY_CASE(Log)
-    KILN_UNARY_CASE(Sqrt) KILN_UNARY_CASE(Rsqrt) KILN_UNARY_CASE(Reciprocal) KILN_UNARY_CASE(Sin)
-    KILN_UNARY_CASE(Cos) KILN_UNARY_CASE(Tanh) KILN_UNARY_CASE(Sigmoid) KILN_UNARY_CASE(Silu)
-    KILN_UNARY_CASE(Gelu) KILN_UNARY_CASE(GeluTanh)
-#undef KILN_UNARY_CASE
-    default: KILN_FAIL(op_name(op), "is not a unary op");
-  }
-}
-
+// The op's kernel over the dtypes ops.def declares for it.
+template <OpId Op>
 void unary_kernel(const KernelArgs& a) {
-  const ClampAttrs* clamp = a.op == OpId::Clamp ? &a.attr<ClampAttrs>() : nullptr;
-  KILN_DISPATCH_DTYPE(a.outputs[0].dtype(), op_name(a.op),
-                      [&]<typename T>() { unary_typed<T>(a.op, a.outputs[0], a.inputs[0], clamp); });
+  KILN_DISPATCH_DTYPE(a.outputs[0].dtype(), op_name(Op), [&]<typename T>() {
+    if constexpr ((OpTraits<Op>::dtypes & dtype_bit(dtype_of<T>::value)) != 0) unary_math<Op, T>(a);
+    else KILN_FAIL(op_name(Op), "does not support dtype ", dtype_name(dtype_of<T>::value));
+  });
 }
 
 // ---- binary ----
@@ -307,10 +279,7 @@ void register_elementwise(KernelRegistry& r) {
   r.add(cpu, OpId::Fill, fill_kernel);
   r.add(cpu, OpId::Arange, arange_kernel);
   for (OpId op : {OpId::RandomUniform, OpId::RandomNormal, OpId::RandomInt}) r.add(cpu, op, random_kernel);
-  for (OpId op : {OpId::Neg, OpId::Abs, OpId::Sign, OpId::Relu, OpId::Clamp, OpId::LogicalNot, OpId::Exp, OpId::Log,
-                  OpId::Sqrt, OpId::Rsqrt, OpId::Reciprocal, OpId::Sin, OpId::Cos, OpId::Tanh, OpId::Sigmoid,
-                  OpId::Silu, OpId::Gelu, OpId::GeluTanh})
-    r.add(cpu, op, unary_kernel);
+  for_each_family_op<OpFamily::Unary>([&]<OpId Op>() { r.add(cpu, Op, unary_kernel<Op>); });
   for (OpId op : {OpId::Add, OpId::Sub, OpId::Mul, OpId::Div, OpId::Pow, OpId::Maximum, OpId::Minimum})
     r.add(cpu, op, binary_kernel);
   for (OpId op : {OpId::Eq, OpId::Ne, OpId::Lt, OpId::Le, OpId::Gt, OpId::Ge, OpId::LogicalAnd, OpId::LogicalOr})

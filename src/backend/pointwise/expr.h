@@ -1,7 +1,7 @@
 #pragma once
 // The expression form of elementwise math. Each op's scalar function is written once
 // (pointwise_math.h) as an expression of its operands (x, y), attribute parameters
-// (p<0>, p<1>) and literals (c<0.5>). An expression is a type with no run-time state, so
+// (p<0>, p<1>) and literals (KILN_C(0.5)). An expression is a type with no run-time state, so
 //  - every backend instantiates the same definition: eval<Lib>(expr, vals) inlines to
 //    straight-line code, the backend's Lib supplying the transcendental primitives (the CPU
 //    vectorises the loop around it; CUDA runs it per thread);
@@ -31,13 +31,16 @@ enum class Fn : uint8_t {
 
 template <int I> struct Arg {};             // operand I (x = 0, y = 1, z = 2)
 template <int I> struct Param {};           // attribute parameter I, a run-time scalar
-template <double V> struct Lit {};          // a literal
+template <uint64_t Bits> struct Lit {         // a literal, by its bits (clang 14 takes no double template arguments)
+  static constexpr double value = __builtin_bit_cast(double, Bits);
+};
+#define KILN_C(v) ::kiln::pw::Lit<__builtin_bit_cast(uint64_t, double(v))>{}
 template <Fn F, class... A> struct Node {};  // F applied to sub-expressions
 
 template <class T> struct IsExpr : std::false_type {};
 template <int I> struct IsExpr<Arg<I>> : std::true_type {};
 template <int I> struct IsExpr<Param<I>> : std::true_type {};
-template <double V> struct IsExpr<Lit<V>> : std::true_type {};
+template <uint64_t B> struct IsExpr<Lit<B>> : std::true_type {};
 template <Fn F, class... A> struct IsExpr<Node<F, A...>> : std::true_type {};
 template <class T> concept Expr = IsExpr<T>::value;
 
@@ -45,7 +48,6 @@ inline constexpr Arg<0> x{};
 inline constexpr Arg<1> y{};
 inline constexpr Arg<2> z{};
 template <int I> inline constexpr Param<I> p{};
-template <double V> inline constexpr Lit<V> c{};
 
 // ---- building expressions ----
 #define KILN_PW_UNARY(name, fn) \
@@ -67,7 +69,7 @@ KILN_PW_BINARY(land, And) KILN_PW_BINARY(lor, Or)
 template <Expr C, Expr A, Expr B> constexpr Node<Fn::Select, C, A, B> select(C, A, B) { return {}; }
 
 // Common shapes, built from the primitives above.
-template <Expr A> constexpr auto sigmoid(A a) { return c<1.0> / (c<1.0> + exp(-a)); }
+template <Expr A> constexpr auto sigmoid(A a) { return KILN_C(1.0) / (KILN_C(1.0) + exp(-a)); }
 template <Expr A, Expr B> constexpr auto max_of(A a, B b) { return select(a > b, a, b); }  // NaN: b
 template <Expr A, Expr B> constexpr auto min_of(A a, B b) { return select(a < b, a, b); }
 
@@ -90,7 +92,7 @@ template <class Lib, class V, int I> KILN_PW_FN V eval(Param<I>, const Vals<V>& 
   if constexpr (I == 0) return v.p0;
   else return v.p1;
 }
-template <class Lib, class V, double L> KILN_PW_FN V eval(Lit<L>, const Vals<V>&) { return V(L); }
+template <class Lib, class V, uint64_t B> KILN_PW_FN V eval(Lit<B>, const Vals<V>&) { return V(Lit<B>::value); }
 
 // Integer power by squaring; negative exponents give 1, -1 or 0 as in PyTorch.
 template <class V> KILN_PW_FN V int_pow(V b, V e) {

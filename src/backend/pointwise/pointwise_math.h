@@ -25,8 +25,8 @@ inline constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1/sqrt(2)
 inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
 inline constexpr double k2InvSqrtPi = 1.12837916709551257390;  // 2/sqrt(pi)
 inline constexpr double kSqrt2OverPi = 0.79788456080286535588;
-inline constexpr auto zero = c<0.0>;
-inline constexpr auto one = c<1.0>;
+inline constexpr auto zero = KILN_C(0.0);
+inline constexpr auto one = KILN_C(1.0);
 
 // ---- binary arithmetic (Add/Sub: p0 = alpha) ----
 KILN_MATH(Add, x + p<0> * y)
@@ -64,19 +64,19 @@ KILN_MATH(Tanh, tanh(x))
 KILN_MATH(Sigmoid, sigmoid(x))
 KILN_MATH(Silu, x * sigmoid(x))
 // 0.5 x erfc(-x/sqrt2): accurate in relative terms where 1 + erf(x/sqrt2) would cancel.
-KILN_MATH(Gelu, c<0.5> * x * erfc(x * c<-kSqrt1_2>))
-KILN_MATH(GeluTanh, c<0.5> * x * (one + tanh(c<kSqrt2OverPi> * (x + c<0.044715> * x * x * x))))
+KILN_MATH(Gelu, KILN_C(0.5) * x * erfc(x * KILN_C(-kSqrt1_2)))
+KILN_MATH(GeluTanh, KILN_C(0.5) * x * (one + tanh(KILN_C(kSqrt2OverPi) * (x + KILN_C(0.044715) * x * x * x))))
 // ---- activation backward helpers: x = grad, y = the saved input (sigmoid, tanh: output) ----
 KILN_MATH(ReluBackward, select(y > zero, x, zero))
 KILN_MATH(SigmoidBackward, x * y * (one - y))
 KILN_MATH(TanhBackward, x * (one - y * y))
 KILN_MATH(SiluBackward, x * sigmoid(y) * (one + y * (one - sigmoid(y))))
-KILN_MATH(GeluBackward, x * (c<0.5> * erfc(y * c<-kSqrt1_2>) + y * exp(c<-0.5> * y * y) * c<kInvSqrt2Pi>))
+KILN_MATH(GeluBackward, x * (KILN_C(0.5) * erfc(y * KILN_C(-kSqrt1_2)) + y * exp(KILN_C(-0.5) * y * y) * KILN_C(kInvSqrt2Pi)))
 KILN_MATH(GeluTanhBackward,
-          x * (c<0.5> * (one + tanh(c<kSqrt2OverPi> * (y + c<0.044715> * y * y * y))) +
-               c<0.5> * y * (one - tanh(c<kSqrt2OverPi> * (y + c<0.044715> * y * y * y)) *
-                                       tanh(c<kSqrt2OverPi> * (y + c<0.044715> * y * y * y))) *
-                   c<kSqrt2OverPi> * (one + c<3 * 0.044715> * y * y)))
+          x * (KILN_C(0.5) * (one + tanh(KILN_C(kSqrt2OverPi) * (y + KILN_C(0.044715) * y * y * y))) +
+               KILN_C(0.5) * y * (one - tanh(KILN_C(kSqrt2OverPi) * (y + KILN_C(0.044715) * y * y * y)) *
+                                       tanh(KILN_C(kSqrt2OverPi) * (y + KILN_C(0.044715) * y * y * y))) *
+                   KILN_C(kSqrt2OverPi) * (one + KILN_C(3 * 0.044715) * y * y)))
 
 #undef KILN_MATH
 #undef KILN_MATH_GRAD
