@@ -123,16 +123,16 @@ TEST(OnnxExport, LayersRoundTrip) {
   };
   std::vector<Case> cases;
   cases.push_back({"mlp3d",
-                   std::make_shared<nn::Sequential>(nn::Linear(6, 5), nn::SiLU(), nn::LayerNorm(Shape{5}), nn::Linear(5, 3)),
+                   std::make_shared<nn::SequentialImpl>(nn::Linear(6, 5), nn::SiLU(), nn::LayerNorm(Shape{5}), nn::Linear(5, 3)),
                    randn({2, 4, 6})});
   cases.push_back({"convt",
-                   std::make_shared<nn::Sequential>(nn::ConvTranspose2d(3, 4, 3, 2, 1, 1), nn::ReLU(),
+                   std::make_shared<nn::SequentialImpl>(nn::ConvTranspose2d(3, 4, 3, 2, 1, 1), nn::ReLU(),
                                                     nn::AvgPool2d(2, 2, 1, false, false), nn::Flatten(2, 3)),
                    randn({2, 3, 5, 5})});
-  cases.push_back({"pool", std::make_shared<nn::Sequential>(nn::Conv2d(2, 4, 3, 1, 1, 1, 2), nn::MaxPool2d(3, 2, 1, 1, true),
+  cases.push_back({"pool", std::make_shared<nn::SequentialImpl>(nn::Conv2d(2, 4, 3, 1, 1, 1, 2), nn::MaxPool2d(3, 2, 1, 1, true),
                                                             nn::AdaptiveAvgPool2d(Pair{1, 1}), nn::Flatten(), nn::Dropout(0.5)),
                    randn({3, 2, 9, 9})});
-  cases.push_back({"embedding", std::make_shared<nn::Sequential>(nn::Embedding(10, 4), nn::Linear(4, 2)),
+  cases.push_back({"embedding", std::make_shared<nn::SequentialImpl>(nn::Embedding(10, 4), nn::Linear(4, 2)),
                    randint(0, 10, {2, 3})});
   const std::string why = onnxruntime_missing();
   for (auto& c : cases) {
@@ -150,12 +150,12 @@ TEST(OnnxExport, LayersRoundTrip) {
 
 TEST(OnnxExport, UnsupportedModulesAreNamed) {
   nn::Sequential m(nn::Linear(4, 4), nn::MultiheadAttention(4, 2));
-  testing::expect_error([&] { onnx::save(m, {randn({2, 3, 4})}, temp_path("mha.onnx")); }, "onnx::save",
+  testing::expect_error([&] { onnx::save(*m, {randn({2, 3, 4})}, temp_path("mha.onnx")); }, "onnx::save",
                         "module '1' of type MultiheadAttention");
   nn::Sequential ok(nn::Linear(4, 4));
-  testing::expect_error([&] { onnx::save(ok, {randn({2, 4}), randn({2, 4})}, temp_path("two.onnx")); }, "onnx::save",
+  testing::expect_error([&] { onnx::save(*ok, {randn({2, 4}), randn({2, 4})}, temp_path("two.onnx")); }, "onnx::save",
                         "one input");
-  testing::expect_error([&] { onnx::save(ok, {randn({2, 4})}, "/nonexistent/dir/m.onnx"); }, "onnx::save",
+  testing::expect_error([&] { onnx::save(*ok, {randn({2, 4})}, "/nonexistent/dir/m.onnx"); }, "onnx::save",
                         "cannot write");
 }
 

@@ -466,8 +466,8 @@ TEST(CatChannelsLast, KeepsTheLayoutWhenEveryPartHasIt) {
 // module.to(channels_last) restrides the conv weight; a training step (conv, batch_norm,
 // relu, pool, SGD with momentum) then gives the NCHW model's results, and stays NHWC.
 TEST(ModuleChannelsLast, TrainingStepMatchesNchw) {
-  nn::Conv2d a(3, 4, 3, 1, 1), b(3, 4, 3, 1, 1);
-  nn::BatchNorm2d bn_a(4), bn_b(4);
+  nn::Conv2dImpl a(3, 4, 3, 1, 1), b(3, 4, 3, 1, 1);
+  nn::BatchNorm2dImpl bn_a(4), bn_b(4);
   {
     NoGradGuard no_grad;
     b.weight.copy_(a.weight);
@@ -481,7 +481,7 @@ TEST(ModuleChannelsLast, TrainingStepMatchesNchw) {
   optim::SGD opt_a(a.parameters(), {.lr = 0.1, .momentum = 0.9}), opt_b(b.parameters(), {.lr = 0.1, .momentum = 0.9});
   Tensor x = rnd({2, 3, 6, 6}, DType::Float32), t = rnd({2, 4, 3, 3}, DType::Float32);
   for (int step = 0; step < 2; ++step) {
-    auto run = [&](nn::Conv2d& conv, nn::BatchNorm2d& bn, optim::SGD& opt, const Tensor& in) {
+    auto run = [&](nn::Conv2dImpl& conv, nn::BatchNorm2dImpl& bn, optim::SGD& opt, const Tensor& in) {
       opt.zero_grad();
       Tensor y = max_pool2d(relu(bn.forward(conv.forward(in))), {2, 2});
       Tensor loss = sum((y - t) * (y - t));

@@ -438,7 +438,7 @@ TEST(OptimOnDevice, ModuleToDeviceMovesWhatTheOptimizerHolds) {
   kiln::testing::FakeGpuScope scope;
   const Device gpu = kiln::testing::kFakeGpu;
   {
-    nn::BatchNorm2d model(3);
+    nn::BatchNorm2dImpl model(3);
     const std::vector<Tensor> params = model.parameters();
     SGD sgd(params, SGDOptions{.lr = 0.05, .momentum = 0.9});
     for (auto p : params) p.set_grad(full({3}, 0.5));

@@ -195,19 +195,19 @@ TEST(Profiler, ProfilingATrainingStepChangesNothing) {
   auto run = [](bool profiled) {
     manual_seed(3);
     nn::Sequential model(nn::Linear(12, 16), nn::ReLU(), nn::Linear(16, 5));
-    optim::Adam opt(model.parameters(), optim::AdamOptions{.lr = 1e-2});
+    optim::Adam opt(model->parameters(), optim::AdamOptions{.lr = 1e-2});
     const Tensor x = randn({8, 12}), y = randint(0, 5, {8});
     std::optional<profiler::Profile> prof;
     if (profiled) prof.emplace();
     for (int step = 0; step < 3; ++step) {
       opt.zero_grad();
-      nn::cross_entropy(model.forward(x), y).backward();
+      nn::cross_entropy(model(x), y).backward();
       opt.step();
       if (prof) prof->step();
     }
     if (prof) EXPECT_GT(prof->stop().ops.size(), 30u);
     std::vector<std::vector<float>> params;
-    for (const Tensor& p : model.parameters()) params.push_back(p.to_vector<float>());
+    for (const Tensor& p : model->parameters()) params.push_back(p.to_vector<float>());
     return params;
   };
   EXPECT_EQ(run(false), run(true));  // bit for bit

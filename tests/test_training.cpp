@@ -51,7 +51,7 @@ TEST(Training, FashionCnnLearnsAndItsCheckpointRoundTrips) {
   std::vector<double> losses;
   while (int(losses.size()) < steps) {
     for (const data::Example& b : loader) {
-      Tensor loss = nn::cross_entropy((*model)(b.input), b.target);
+      Tensor loss = nn::cross_entropy(model(b.input), b.target);
       opt.zero_grad();
       loss.backward();
       opt.step();

@@ -67,7 +67,7 @@ int cmd_predict(const Args& args) {
   Tensor logits;
   {
     NoGradGuard no_grad;
-    logits = (*model)(image.to(dev)).cpu();
+    logits = model(image.to(dev)).cpu();
   }
   // Softmax on the host for the printed probabilities.
   std::vector<float> z = logits.to_vector<float>();

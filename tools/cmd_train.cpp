@@ -206,7 +206,7 @@ int cmd_train(const Args& args) {
     int64_t batches = 0, images = 0, window = 0;
     for (const data::Example& batch : loader) {
       const Tensor x = batch.input.to(device), y = batch.target.to(device);
-      Tensor loss = nn::cross_entropy((*model)(x), y);
+      Tensor loss = nn::cross_entropy(model(x), y);
       opt.zero_grad();
       loss.backward();
       opt.step();

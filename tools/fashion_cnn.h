@@ -13,10 +13,10 @@ inline constexpr double kFashionMean = 0.2860, kFashionStd = 0.3530;
 
 // conv 1->32 (3x3, pad 1) + BN + ReLU + maxpool 2, conv 32->64 (3x3, pad 1) + BN + ReLU +
 // maxpool 2, flatten, linear 3136->10. State-dict names match PyTorch's nn.Sequential.
-inline std::shared_ptr<nn::Sequential> make_fashion_cnn() {
-  return std::make_shared<nn::Sequential>(nn::Conv2d(1, 32, 3, 1, 1), nn::BatchNorm2d(32), nn::ReLU(),
-                                          nn::MaxPool2d(2), nn::Conv2d(32, 64, 3, 1, 1), nn::BatchNorm2d(64),
-                                          nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Linear(64 * 7 * 7, 10));
+inline nn::Sequential make_fashion_cnn() {
+  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::BatchNorm2d(32), nn::ReLU(),
+                        nn::MaxPool2d(2), nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::BatchNorm2d(64),
+                        nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Linear(64 * 7 * 7, 10));
 }
 
 }  // namespace kiln::cli

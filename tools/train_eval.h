@@ -29,7 +29,8 @@ inline std::vector<int64_t> argmax_rows(const Tensor& logits) {
 }
 
 // Eval mode, no autograd; restores training mode afterwards.
-inline EvalResult evaluate(nn::Module& model, std::shared_ptr<const data::Dataset> dataset, Device device,
+template <class Model>  // any module with forward(Tensor)
+EvalResult evaluate(Model& model, std::shared_ptr<const data::Dataset> dataset, Device device,
                            int64_t batch_size = 1000) {
   const bool was_training = model.is_training();
   model.eval();
@@ -38,7 +39,7 @@ inline EvalResult evaluate(nn::Module& model, std::shared_ptr<const data::Datase
   double loss_sum = 0;
   int64_t correct = 0, count = 0;
   for (const data::Example& b : loader) {
-    const Tensor logits = model(b.input.to(device));
+    const Tensor logits = model.forward(b.input.to(device));
     loss_sum += nn::cross_entropy(logits, b.target.to(device), Tensor(), -100, nn::Reduction::Sum).item<double>();
     const std::vector<int64_t> pred = argmax_rows(logits);
     const std::vector<int64_t> truth = b.target.to_vector<int64_t>();

@@ -4,14 +4,18 @@
 
 namespace kiln::nn {
 
-Tensor ReLU::forward(const Tensor& x) { return relu(x); }
-Tensor SiLU::forward(const Tensor& x) { return silu(x); }
+Tensor ReLUImpl::forward(const Tensor& x) {
+  if (!options.inplace()) return relu(x);
+  Tensor y = x;
+  return relu_(y);
+}
+Tensor SiLUImpl::forward(const Tensor& x) { return silu(x); }
 
-GELU::GELU(std::string approx) : approximate(std::move(approx)) {
+GELUImpl::GELUImpl(const GELUOptions& o) : options(o), approximate(o.approximate()) {
   KILN_CHECK(approximate == "none" || approximate == "tanh", "GELU", "approximate must be 'none' or 'tanh', got '",
              approximate, "'");
 }
-Tensor GELU::forward(const Tensor& x) { return gelu(x, approximate); }
-std::string GELU::extra_repr() const { return "approximate='" + approximate + "'"; }
+Tensor GELUImpl::forward(const Tensor& x) { return gelu(x, approximate); }
+std::string GELUImpl::extra_repr() const { return "approximate='" + approximate + "'"; }
 
 }  // namespace kiln::nn

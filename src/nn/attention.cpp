@@ -5,7 +5,7 @@
 
 namespace kiln::nn {
 
-MultiheadAttention::MultiheadAttention(int64_t e, int64_t h, double drop, bool with_bias, bool bf, TensorOptions opts)
+MultiheadAttentionImpl::MultiheadAttentionImpl(int64_t e, int64_t h, double drop, bool with_bias, bool bf, TensorOptions opts)
     : embed_dim(e), num_heads(h), head_dim(h > 0 ? e / h : 0), dropout(drop), batch_first(bf) {
   detail::check_positive("MultiheadAttention", "embed_dim", e);
   detail::check_positive("MultiheadAttention", "num_heads", h);
@@ -14,17 +14,17 @@ MultiheadAttention::MultiheadAttention(int64_t e, int64_t h, double drop, bool w
   opts = opts.requires_grad(false);
   in_proj_weight = register_parameter("in_proj_weight", empty({3 * e, e}, opts));
   in_proj_bias = register_parameter("in_proj_bias", with_bias ? empty({3 * e}, opts) : Tensor());
-  out_proj = register_module("out_proj", std::make_shared<Linear>(e, e, with_bias, opts));
+  out_proj = register_module("out_proj", Linear(e, e, with_bias, opts));
   reset_parameters();
 }
 
-void MultiheadAttention::reset_parameters() {
+void MultiheadAttentionImpl::reset_parameters() {
   init::xavier_uniform_(in_proj_weight);
   if (in_proj_bias.defined()) init::zeros_(in_proj_bias);
   if (out_proj->bias.defined()) init::zeros_(out_proj->bias);
 }
 
-Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
+Tensor MultiheadAttentionImpl::forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                    const Tensor& attn_mask, bool is_causal) {
   const char* op = "MultiheadAttention";
   KILN_CHECK(query.defined() && key.defined() && value.defined(), op, "query, key and value must be defined");
@@ -58,7 +58,7 @@ Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const
   return batch_first ? out : out.transpose(0, 1);
 }
 
-std::string MultiheadAttention::extra_repr() const {
+std::string MultiheadAttentionImpl::extra_repr() const {
   return detail::cat_str("embed_dim=", embed_dim, ", num_heads=", num_heads, ", batch_first=", batch_first);
 }
 

@@ -17,9 +17,12 @@ void check_conv(const char* layer, int64_t in, int64_t out, int64_t groups, Pair
 }
 }  // namespace
 
-Conv2d::Conv2d(int64_t in, int64_t out, Pair k, Pair s, Pair p, Pair d, int64_t g, bool with_bias,
-               TensorOptions opts)
-    : in_channels(in), out_channels(out), groups(g), kernel_size(k), stride(s), padding(p), dilation(d) {
+Conv2dImpl::Conv2dImpl(const Conv2dOptions& o, TensorOptions opts)
+    : options(o), in_channels(o.in_channels()), out_channels(o.out_channels()), groups(o.groups()),
+      kernel_size(o.kernel_size()), stride(o.stride()), padding(o.padding()), dilation(o.dilation()) {
+  const int64_t in = in_channels, out = out_channels, g = groups;
+  const Pair k = kernel_size, s = stride, d = dilation;
+  const bool with_bias = o.bias();
   check_conv("Conv2d", in, out, g, k, s, d);
   opts = opts.requires_grad(false);
   weight = register_parameter("weight", empty({out, in / g, k[0], k[1]}, opts));
@@ -27,20 +30,23 @@ Conv2d::Conv2d(int64_t in, int64_t out, Pair k, Pair s, Pair p, Pair d, int64_t 
   reset_parameters();
 }
 
-void Conv2d::reset_parameters() { detail::reset_affine(weight, bias); }
+void Conv2dImpl::reset_parameters() { detail::reset_affine(weight, bias); }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, padding, dilation, groups); }
+Tensor Conv2dImpl::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, padding, dilation, groups); }
 
-std::string Conv2d::extra_repr() const {
+std::string Conv2dImpl::extra_repr() const {
   return detail::cat_str(in_channels, ", ", out_channels, ", kernel_size=", detail::pair_str(kernel_size),
                          ", stride=", detail::pair_str(stride), ", padding=", detail::pair_str(padding),
                          ", groups=", groups, ", bias=", bias.defined() ? "true" : "false");
 }
 
-ConvTranspose2d::ConvTranspose2d(int64_t in, int64_t out, Pair k, Pair s, Pair p, Pair op, int64_t g,
-                                 bool with_bias, Pair d, TensorOptions opts)
-    : in_channels(in), out_channels(out), groups(g), kernel_size(k), stride(s), padding(p), output_padding(op),
-      dilation(d) {
+ConvTranspose2dImpl::ConvTranspose2dImpl(const ConvTranspose2dOptions& o, TensorOptions opts)
+    : options(o), in_channels(o.in_channels()), out_channels(o.out_channels()), groups(o.groups()),
+      kernel_size(o.kernel_size()), stride(o.stride()), padding(o.padding()), output_padding(o.output_padding()),
+      dilation(o.dilation()) {
+  const int64_t in = in_channels, out = out_channels, g = groups;
+  const Pair k = kernel_size, s = stride, d = dilation, op = output_padding;
+  const bool with_bias = o.bias();
   check_conv("ConvTranspose2d", in, out, g, k, s, d);
   KILN_CHECK(op[0] < s[0] || op[0] < d[0], "ConvTranspose2d", "output_padding ", detail::pair_str(op),
              " must be smaller than stride or dilation");
@@ -52,13 +58,13 @@ ConvTranspose2d::ConvTranspose2d(int64_t in, int64_t out, Pair k, Pair s, Pair p
   reset_parameters();
 }
 
-void ConvTranspose2d::reset_parameters() { detail::reset_affine(weight, bias); }
+void ConvTranspose2dImpl::reset_parameters() { detail::reset_affine(weight, bias); }
 
-Tensor ConvTranspose2d::forward(const Tensor& x) {
+Tensor ConvTranspose2dImpl::forward(const Tensor& x) {
   return conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation);
 }
 
-std::string ConvTranspose2d::extra_repr() const {
+std::string ConvTranspose2dImpl::extra_repr() const {
   return detail::cat_str(in_channels, ", ", out_channels, ", kernel_size=", detail::pair_str(kernel_size),
                          ", stride=", detail::pair_str(stride), ", padding=", detail::pair_str(padding),
                          ", output_padding=", detail::pair_str(output_padding), ", groups=", groups);

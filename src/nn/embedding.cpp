@@ -4,8 +4,10 @@
 
 namespace kiln::nn {
 
-Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad, TensorOptions opts)
-    : num_embeddings(num), embedding_dim(dim) {
+EmbeddingImpl::EmbeddingImpl(const EmbeddingOptions& o, TensorOptions opts)
+    : options(o), num_embeddings(o.num_embeddings()), embedding_dim(o.embedding_dim()) {
+  const int64_t num = num_embeddings, dim = embedding_dim;
+  const std::optional<int64_t> pad = o.padding_idx();
   detail::check_positive("Embedding", "num_embeddings", num);
   detail::check_positive("Embedding", "embedding_dim", dim);
   if (pad) {
@@ -17,14 +19,14 @@ Embedding::Embedding(int64_t num, int64_t dim, std::optional<int64_t> pad, Tenso
   reset_parameters();
 }
 
-void Embedding::reset_parameters() {
+void EmbeddingImpl::reset_parameters() {
   init::normal_(weight);
   if (padding_idx) weight.detach().select(0, *padding_idx).fill_(0);
 }
 
-Tensor Embedding::forward(const Tensor& indices) { return embedding(weight, indices); }
+Tensor EmbeddingImpl::forward(const Tensor& indices) { return embedding(weight, indices); }
 
-std::string Embedding::extra_repr() const {
+std::string EmbeddingImpl::extra_repr() const {
   std::string s = detail::cat_str(num_embeddings, ", ", embedding_dim);
   if (padding_idx) s += detail::cat_str(", padding_idx=", *padding_idx);
   return s;

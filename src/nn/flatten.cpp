@@ -4,8 +4,8 @@
 
 namespace kiln::nn {
 
-Tensor Flatten::forward(const Tensor& x) { return x.flatten(start_dim, end_dim); }
+Tensor FlattenImpl::forward(const Tensor& x) { return x.flatten(start_dim, end_dim); }
 
-std::string Flatten::extra_repr() const { return detail::cat_str("start_dim=", start_dim, ", end_dim=", end_dim); }
+std::string FlattenImpl::extra_repr() const { return detail::cat_str("start_dim=", start_dim, ", end_dim=", end_dim); }
 
 }  // namespace kiln::nn

@@ -4,7 +4,10 @@
 
 namespace kiln::nn {
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias, TensorOptions opts) : in_features(in), out_features(out) {
+LinearImpl::LinearImpl(const LinearOptions& o, TensorOptions opts)
+    : options(o), in_features(o.in_features()), out_features(o.out_features()) {
+  const int64_t in = in_features, out = out_features;
+  const bool with_bias = o.bias();
   KILN_CHECK(in >= 0 && out >= 0, "Linear", "sizes must be non-negative, got in_features=", in,
              ", out_features=", out);
   opts = opts.requires_grad(false);
@@ -13,11 +16,11 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, TensorOptions opts) : in
   reset_parameters();
 }
 
-void Linear::reset_parameters() { detail::reset_affine(weight, bias); }
+void LinearImpl::reset_parameters() { detail::reset_affine(weight, bias); }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor LinearImpl::forward(const Tensor& x) { return linear(x, weight, bias); }
 
-std::string Linear::extra_repr() const {
+std::string LinearImpl::extra_repr() const {
   return detail::cat_str("in_features=", in_features, ", out_features=", out_features,
                          ", bias=", bias.defined() ? "true" : "false");
 }

@@ -4,7 +4,11 @@
 
 #include "kiln/autograd.h"
 
+#include <cxxabi.h>
+
+#include <cstdlib>
 #include <sstream>
+#include <typeinfo>
 #include <unordered_set>
 
 namespace kiln::nn {
@@ -33,9 +37,26 @@ void replace_data(const Tensor& t, const Tensor& src) {
   dst.dtype = s.dtype;
 }
 
+std::string detail::demangled_type_name(const char* mangled) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && d ? d : mangled;
+  std::free(d);
+  return out;
+}
+
 Tensor Module::forward(const Tensor&) {
   KILN_FAIL("forward", type_name(), " has no one-input forward");
 }
+
+std::string Module::type_name() const {
+  std::string n = detail::demangled_type_name(typeid(*this).name());
+  const size_t colon = n.rfind("::");
+  if (colon != std::string::npos) n = n.substr(colon + 2);
+  if (n.size() > 4 && n.ends_with("Impl")) n.resize(n.size() - 4);
+  return n;
+}
+
 
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
   check_name("register_parameter", name);
@@ -70,19 +91,51 @@ void Module::set_child(size_t index, std::shared_ptr<Module> m) {
   children_[index].second = std::move(m);
 }
 
-std::vector<std::pair<std::string, Module*>> Module::named_modules() {
-  std::vector<std::pair<std::string, Module*>> out{{"", this}};
-  for (auto& [name, child] : children_)
-    for (auto& [sub, m] : child->named_modules()) out.emplace_back(join(name, sub), m);
+OrderedDict<std::string, std::shared_ptr<Module>> Module::named_modules(const std::string& prefix,
+                                                                         bool include_self) {
+  OrderedDict<std::string, std::shared_ptr<Module>> out("module");
+  std::shared_ptr<Module> self = weak_from_this().lock();
+  if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>(), this);  // not owned: no-op alias
+  if (include_self) out.insert(prefix, self);
+  auto visit = [&](auto&& rec, Module& m, const std::string& pre) -> void {
+    for (auto& [name, child] : m.children_) {
+      const std::string full = join(pre, name);
+      out.insert(full, child);
+      rec(rec, *child, full);
+    }
+  };
+  visit(visit, *this, prefix);
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
-  std::vector<std::pair<std::string, Tensor>> out;
+std::vector<std::shared_ptr<Module>> Module::modules(bool include_self) {
+  return named_modules("", include_self).values();
+}
+
+OrderedDict<std::string, std::shared_ptr<Module>> Module::named_children() const {
+  OrderedDict<std::string, std::shared_ptr<Module>> out("module");
+  for (const auto& [name, child] : children_) out.insert(name, child);
+  return out;
+}
+
+void Module::apply(const std::function<void(Module&)>& fn) {
+  for (auto& item : named_modules()) fn(*item.second);
+}
+
+void Module::apply(const std::function<void(const std::string&, Module&)>& fn, const std::string& prefix) {
+  for (auto& item : named_modules(prefix)) fn(item.first, *item.second);
+}
+
+void Module::apply(const std::function<void(const std::shared_ptr<Module>&)>& fn) {
+  for (auto& item : named_modules()) fn(item.second);
+}
+
+OrderedDict<std::string, Tensor> Module::named_parameters(bool recurse) const {
+  OrderedDict<std::string, Tensor> out("parameter");
   std::unordered_set<const TensorImpl*> seen;  // a shared (tied) parameter is listed once
   auto visit = [&](auto&& self, const Module& m, const std::string& prefix) -> void {
     for (const auto& [name, t] : m.params_)
-      if (t.defined() && seen.insert(&t.impl()).second) out.emplace_back(join(prefix, name), t);
+      if (t.defined() && seen.insert(&t.impl()).second) out.insert(join(prefix, name), t);
     if (!recurse && &m == this) return;
     for (const auto& [name, child] : m.children_) self(self, *child, join(prefix, name));
   };
@@ -96,11 +149,11 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
-  std::vector<std::pair<std::string, Tensor>> out;
+OrderedDict<std::string, Tensor> Module::named_buffers(bool recurse) const {
+  OrderedDict<std::string, Tensor> out("buffer");
   auto visit = [&](auto&& self, const Module& m, const std::string& prefix) -> void {
     for (const auto& b : m.buffers_)
-      if (b.value.defined()) out.emplace_back(join(prefix, b.name), b.value);
+      if (b.value.defined()) out.insert(join(prefix, b.name), b.value);
     if (!recurse && &m == this) return;
     for (const auto& [name, child] : m.children_) self(self, *child, join(prefix, name));
   };
@@ -230,10 +283,16 @@ void Module::load_state_dict(const StateDict& dict, bool strict) {
   }
 }
 
+void Module::pretty_print(std::ostream& os) const { os << type_name() << "(" << extra_repr() << ")"; }
+
 std::string Module::str() const {
   std::ostringstream os;
+  if (children_.empty()) {  // a leaf prints its one line
+    pretty_print(os);
+    return os.str();
+  }
   os << type_name() << "(" << extra_repr();
-  if (!children_.empty()) {
+  {
     os << "\n";
     for (const auto& [name, child] : children_) {
       std::string sub = child->str();

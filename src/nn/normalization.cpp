@@ -4,9 +4,11 @@
 
 namespace kiln::nn {
 
-BatchNorm2d::BatchNorm2d(int64_t n, double eps, std::optional<double> momentum, bool affine, bool track,
-                         TensorOptions opts)
-    : num_features(n), eps(eps), momentum(momentum), affine(affine), track_running_stats(track) {
+BatchNorm2dImpl::BatchNorm2dImpl(const BatchNormOptions& o, TensorOptions opts)
+    : options(o), num_features(o.num_features()), eps(o.eps()), momentum(o.momentum()), affine(o.affine()),
+      track_running_stats(o.track_running_stats()) {
+  const int64_t n = num_features;
+  const bool track = track_running_stats;
   detail::check_positive("BatchNorm2d", "num_features", n);
   KILN_CHECK(eps > 0, "BatchNorm2d", "eps must be positive, got ", eps);
   KILN_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), "BatchNorm2d", "momentum must be in [0, 1], got ",
@@ -23,14 +25,14 @@ BatchNorm2d::BatchNorm2d(int64_t n, double eps, std::optional<double> momentum, 
   reset_parameters();
 }
 
-void BatchNorm2d::reset_running_stats() {
+void BatchNorm2dImpl::reset_running_stats() {
   if (!track_running_stats) return;
   init::zeros_(running_mean);
   init::ones_(running_var);
   num_batches_tracked.detach().zero_();
 }
 
-void BatchNorm2d::reset_parameters() {
+void BatchNorm2dImpl::reset_parameters() {
   reset_running_stats();
   if (affine) {
     init::ones_(weight);
@@ -38,7 +40,7 @@ void BatchNorm2d::reset_parameters() {
   }
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+Tensor BatchNorm2dImpl::forward(const Tensor& x) {
   KILN_CHECK(x.defined() && x.dim() == 4, "BatchNorm2d", "expected a 4-d input (N, C, H, W), got ",
              x.defined() ? shape_str(x.shape()) : std::string("undefined"));
   KILN_CHECK(x.size(1) == num_features, "BatchNorm2d", "expected ", num_features, " channels, got input ",
@@ -56,13 +58,14 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                     use_batch, factor, eps);
 }
 
-std::string BatchNorm2d::extra_repr() const {
+std::string BatchNorm2dImpl::extra_repr() const {
   return detail::cat_str(num_features, ", eps=", eps, ", momentum=", momentum ? std::to_string(*momentum) : "None",
                          ", affine=", affine, ", track_running_stats=", track_running_stats);
 }
 
-LayerNorm::LayerNorm(Shape shape, double eps, bool affine, bool with_bias, TensorOptions opts)
-    : normalized_shape(std::move(shape)), eps(eps) {
+LayerNormImpl::LayerNormImpl(const LayerNormOptions& o, TensorOptions opts)
+    : options(o), normalized_shape(o.normalized_shape()), eps(o.eps()) {
+  const bool affine = o.elementwise_affine(), with_bias = o.bias();
   KILN_CHECK(!normalized_shape.empty(), "LayerNorm", "normalized_shape must not be empty");
   for (int64_t d : normalized_shape) detail::check_positive("LayerNorm", "normalized_shape dims", d);
   opts = opts.requires_grad(false);
@@ -70,9 +73,9 @@ LayerNorm::LayerNorm(Shape shape, double eps, bool affine, bool with_bias, Tenso
   bias = register_parameter("bias", affine && with_bias ? zeros(normalized_shape, opts) : Tensor());
 }
 
-Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, normalized_shape, weight, bias, eps); }
+Tensor LayerNormImpl::forward(const Tensor& x) { return layer_norm(x, normalized_shape, weight, bias, eps); }
 
-std::string LayerNorm::extra_repr() const {
+std::string LayerNormImpl::extra_repr() const {
   return detail::cat_str(shape_str(normalized_shape), ", eps=", eps, ", elementwise_affine=", weight.defined());
 }
 

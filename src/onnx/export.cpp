@@ -33,7 +33,7 @@ class Tracer {
   // value's name and advances x through m.
   std::string emit(nn::Module& m, const std::string& path, const std::string& in, Tensor& x) {
     const std::string out = trace(m, path, in, x);
-    if (typeid(m) != typeid(nn::Sequential)) x = m.forward(x);
+    if (typeid(m) != typeid(nn::SequentialImpl)) x = m.forward(x);
     return out;
   }
 
@@ -45,16 +45,16 @@ class Tracer {
 
   std::string trace(nn::Module& m, const std::string& path, const std::string& in, Tensor& x) {
     const std::string where = path.empty() ? "the module" : "module '" + path + "'";
-    if (typeid(m) == typeid(nn::Sequential)) {
+    if (typeid(m) == typeid(nn::SequentialImpl)) {
       std::string v = in;
       for (const auto& [name, child] : m.named_children()) v = emit(*child, join(path, name), v, x);
       return v;
     }
-    if (as<nn::Identity>(m) || as<nn::Dropout>(m)) return in;  // eval mode: identity
-    if (as<nn::ReLU>(m)) return node("Relu", {in}, path);
-    if (as<nn::SiLU>(m)) return node("Mul", {in, node("Sigmoid", {in}, path)}, path);
-    if (const auto* l = as<nn::GELU>(m)) return gelu(in, l->approximate, path);
-    if (const auto* l = as<nn::Linear>(m)) {
+    if (as<nn::IdentityImpl>(m) || as<nn::DropoutImpl>(m)) return in;  // eval mode: identity
+    if (as<nn::ReLUImpl>(m)) return node("Relu", {in}, path);
+    if (as<nn::SiLUImpl>(m)) return node("Mul", {in, node("Sigmoid", {in}, path)}, path);
+    if (const auto* l = as<nn::GELUImpl>(m)) return gelu(in, l->approximate, path);
+    if (const auto* l = as<nn::LinearImpl>(m)) {
       const std::string w = initializer(join(path, "weight"), l->weight);
       if (x.dim() == 2) {
         std::vector<std::string> ins{in, w};
@@ -65,7 +65,7 @@ class Tracer {
       if (l->bias.defined()) y = node("Add", {y, initializer(join(path, "bias"), l->bias)}, path);
       return y;
     }
-    if (const auto* l = as<nn::Conv2d>(m)) {
+    if (const auto* l = as<nn::Conv2dImpl>(m)) {
       std::vector<std::string> ins{in, initializer(join(path, "weight"), l->weight)};
       if (l->bias.defined()) ins.push_back(initializer(join(path, "bias"), l->bias));
       return node("Conv", ins, path,
@@ -74,7 +74,7 @@ class Tracer {
                    ints_attr("pads", {l->padding[0], l->padding[1], l->padding[0], l->padding[1]}),
                    ints_attr("dilations", {l->dilation[0], l->dilation[1]}), int_attr("group", l->groups)});
     }
-    if (const auto* l = as<nn::ConvTranspose2d>(m)) {
+    if (const auto* l = as<nn::ConvTranspose2dImpl>(m)) {
       std::vector<std::string> ins{in, initializer(join(path, "weight"), l->weight)};
       if (l->bias.defined()) ins.push_back(initializer(join(path, "bias"), l->bias));
       return node("ConvTranspose", ins, path,
@@ -84,7 +84,7 @@ class Tracer {
                    ints_attr("output_padding", {l->output_padding[0], l->output_padding[1]}),
                    ints_attr("dilations", {l->dilation[0], l->dilation[1]}), int_attr("group", l->groups)});
     }
-    if (const auto* l = as<nn::BatchNorm2d>(m)) {
+    if (const auto* l = as<nn::BatchNorm2dImpl>(m)) {
       KILN_CHECK(l->track_running_stats && l->running_mean.defined(), kOp, where,
                  ": BatchNorm2d without running statistics normalises with batch statistics, which ONNX inference "
                  "graphs do not express");
@@ -100,28 +100,28 @@ class Tracer {
                    initializer(join(path, "running_var"), l->running_var)},
                   path, {float_attr("epsilon", l->eps)});
     }
-    if (const auto* l = as<nn::LayerNorm>(m)) {
+    if (const auto* l = as<nn::LayerNormImpl>(m)) {
       const int64_t rank = l->weight.defined() ? l->weight.dim() : 1;
       KILN_CHECK(l->weight.defined(), kOp, where, ": LayerNorm without elementwise_affine is not exported");
       std::vector<std::string> ins{in, initializer(join(path, "weight"), l->weight)};
       if (l->bias.defined()) ins.push_back(initializer(join(path, "bias"), l->bias));
       return node("LayerNormalization", ins, path, {int_attr("axis", -rank), float_attr("epsilon", l->eps)});
     }
-    if (const auto* l = as<nn::MaxPool2d>(m)) {
+    if (const auto* l = as<nn::MaxPool2dImpl>(m)) {
       const Pair s = l->stride[0] == 0 ? l->kernel_size : l->stride;
       return node("MaxPool", {in}, path,
                   {ints_attr("kernel_shape", {l->kernel_size[0], l->kernel_size[1]}), ints_attr("strides", {s[0], s[1]}),
                    ints_attr("pads", {l->padding[0], l->padding[1], l->padding[0], l->padding[1]}),
                    ints_attr("dilations", {l->dilation[0], l->dilation[1]}), int_attr("ceil_mode", l->ceil_mode)});
     }
-    if (const auto* l = as<nn::AvgPool2d>(m)) {
+    if (const auto* l = as<nn::AvgPool2dImpl>(m)) {
       const Pair s = l->stride[0] == 0 ? l->kernel_size : l->stride;
       return node("AveragePool", {in}, path,
                   {ints_attr("kernel_shape", {l->kernel_size[0], l->kernel_size[1]}), ints_attr("strides", {s[0], s[1]}),
                    ints_attr("pads", {l->padding[0], l->padding[1], l->padding[0], l->padding[1]}),
                    int_attr("ceil_mode", l->ceil_mode), int_attr("count_include_pad", l->count_include_pad)});
     }
-    if (const auto* l = as<nn::AdaptiveAvgPool2d>(m)) {
+    if (const auto* l = as<nn::AdaptiveAvgPool2dImpl>(m)) {
       KILN_CHECK(x.dim() == 4, kOp, where, ": AdaptiveAvgPool2d is exported for 4-D inputs, got ", shape_str(x.shape()));
       if (l->output_size[0] == 1 && l->output_size[1] == 1) return node("GlobalAveragePool", {in}, path);
       const int64_t h = x.size(2), w = x.size(3), oh = l->output_size[0], ow = l->output_size[1];
@@ -130,7 +130,7 @@ class Tracer {
       return node("AveragePool", {in}, path,
                   {ints_attr("kernel_shape", {h / oh, w / ow}), ints_attr("strides", {h / oh, w / ow})});
     }
-    if (const auto* l = as<nn::Flatten>(m)) {
+    if (const auto* l = as<nn::FlattenImpl>(m)) {
       const int64_t r = x.dim();
       const int64_t s = l->start_dim < 0 ? l->start_dim + r : l->start_dim, e = l->end_dim < 0 ? l->end_dim + r : l->end_dim;
       if (e == r - 1 && s == 1) return node("Flatten", {in}, path, {int_attr("axis", s)});
@@ -141,7 +141,7 @@ class Tracer {
       for (int64_t d = e + 1; d < r; ++d) shape.push_back(x.size(d));
       return node("Reshape", {in, initializer(join(path, "shape"), tensor<int64_t>(shape, {int64_t(shape.size())}))}, path);
     }
-    if (const auto* l = as<nn::Embedding>(m)) {
+    if (const auto* l = as<nn::EmbeddingImpl>(m)) {
       return node("Gather", {initializer(join(path, "weight"), l->weight), in}, path);
     }
     KILN_FAIL(kOp, "cannot export ", where, " of type ", m.type_name(),

@@ -18,7 +18,7 @@ std::vector<std::vector<double>> snapshot(const kiln::StateDict& sd) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A Linear (weight, bias) and a BatchNorm2d (int64 num_batches_tracked among its buffers).
   static kiln::nn::Sequential model(kiln::nn::Linear(3, 2), kiln::nn::BatchNorm2d(2));
-  const kiln::StateDict sd = model.state_dict();
+  const kiln::StateDict sd = model->state_dict();
   const auto before = snapshot(sd);
   const std::string path = kiln::fuzz::write_scratch(data, size, "st_model");
   try {

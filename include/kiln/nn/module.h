@@ -16,12 +16,14 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/nn/module_holder.h"
 #include "kiln/nn/state_dict.h"
+#include "kiln/ordered_dict.h"
 #include "kiln/tensor.h"
 
 namespace kiln::nn {
 
-class Module {
+class Module : public std::enable_shared_from_this<Module> {
  public:
   virtual ~Module() = default;
   Module() = default;
@@ -30,22 +32,45 @@ class Module {
   Module(Module&&) = default;
   Module& operator=(Module&&) = default;
 
-  // The layer's type name, used in printing and errors ("Linear").
-  virtual std::string type_name() const { return "Module"; }
-  // One-input forward; layers override it. The base raises kiln::Error.
+  // The layer's type name, used in printing and errors ("Linear"). By default the
+  // class's name without namespaces and without an "Impl" suffix ("NetImpl" -> "Net").
+  virtual std::string type_name() const;
+  std::string name() const { return type_name(); }  // libtorch's name
+  // One-input forward for callers that hold a Module& (the ONNX exporter); layers
+  // override it, the base raises kiln::Error. User modules may declare any forward
+  // (libtorch's `Tensor forward(Tensor x)`): containers call it through the concrete
+  // type (nn::Sequential), never through this one.
   virtual Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
 
   // ---- parameters, buffers, children (recursive names are dotted)
-  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  OrderedDict<std::string, Tensor> named_parameters(bool recurse = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  OrderedDict<std::string, Tensor> named_buffers(bool recurse = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
-  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
+  OrderedDict<std::string, std::shared_ptr<Module>> named_children() const;
   std::vector<std::shared_ptr<Module>> children() const;
-  // This module ("") and every descendant, depth first, with dotted prefixes.
-  std::vector<std::pair<std::string, Module*>> named_modules();
+  // This module (named prefix, when include_self) and every descendant, depth first,
+  // with dotted names. A module not owned by a shared_ptr (one on the stack) lists
+  // itself through a non-owning pointer.
+  OrderedDict<std::string, std::shared_ptr<Module>> named_modules(const std::string& prefix = "",
+                                                                   bool include_self = true);
+  std::vector<std::shared_ptr<Module>> modules(bool include_self = true);
   int64_t num_parameters(bool trainable_only = false) const;
+
+  // Calls fn on this module and every descendant, parents first (libtorch's apply).
+  void apply(const std::function<void(Module&)>& fn);
+  void apply(const std::function<void(const std::string&, Module&)>& fn, const std::string& prefix = "");
+  void apply(const std::function<void(const std::shared_ptr<Module>&)>& fn);
+
+  // This module as a T (a layer class or a holder such as nn::Linear), or nullptr.
+  template <class T>
+  auto* as() noexcept {
+    if constexpr (IsModuleHolder<T>) return dynamic_cast<typename T::ContainedType*>(this);
+    else return dynamic_cast<T*>(this);
+  }
+  template <class T>
+  bool is() noexcept { return as<T>() != nullptr; }
 
   // ---- mode
   virtual void train(bool on = true);
@@ -74,8 +99,10 @@ class Module {
   // A one-line-per-module description, like PyTorch's repr.
   std::string str() const;
   virtual std::string extra_repr() const { return ""; }
+  // The first line of this module's description: "Linear(in_features=3, ...)".
+  virtual void pretty_print(std::ostream& os) const;
 
- protected:
+  // ---- registration (public, as in libtorch)
   // Registers t as parameter `name` (an undefined t registers an absent parameter, e.g.
   // bias=false) and returns the handle to keep as a member. t is made to require grad.
   Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
@@ -85,6 +112,12 @@ class Module {
     add_child(name, m);
     return m;
   }
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, ModuleHolder<M> holder) {
+    return register_module(name, holder.ptr());
+  }
+
+ protected:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   // Replaces a registered child (Sequential/ModuleList indexing helpers use it).
   void set_child(size_t index, std::shared_ptr<Module> m);
@@ -102,6 +135,9 @@ class Module {
   std::vector<Buffer> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+
+ protected:
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& child_list() const { return children_; }
 };
 
 std::ostream& operator<<(std::ostream& os, const Module& m);
