@@ -11,6 +11,7 @@ PACKAGES=(
   zlib1g-dev             # gzip: Fashion-MNIST IDX files
   dataset-fashion-mnist  # the training data (/usr/share/datasets/fashion-mnist)
   libonnx-dev libprotobuf-dev libonnx-testdata  # ONNX import/export (src/onnx) and its conformance test data
+  libgloo-dev            # Gloo: kiln::distributed collectives between CPU processes
 )
 # --ci adds what only CI's extra checks need: clang's libFuzzer and OpenMP for make fuzz.
 if [ "${1:-}" = "--ci" ]; then
