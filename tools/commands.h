@@ -12,4 +12,5 @@ int cmd_train(const Args& args);  // cmd_train.cpp: the main job
 int cmd_predict(const Args& args);  // cmd_predict.cpp
 int cmd_run(const Args& args);      // cmd_run.cpp: run an ONNX model
 int cmd_monitor(const Args& args);  // cmd_monitor.cpp: GPU metrics through NVML
+int cmd_launch(const Args& args);   // cmd_launch.cpp: start the ranks of a distributed job
 }  // namespace kiln::cli

@@ -20,6 +20,7 @@ const std::map<std::string, Command>& commands() {
       {"bench", {kiln::cli::cmd_bench, "benchmarks (spec §6.2) on a device: --device D --json FILE"}},
       {"train", {kiln::cli::cmd_train, "train the Fashion-MNIST CNN (the main job); --help for options"}},
       {"predict", {kiln::cli::cmd_predict, "classify a Fashion-MNIST test image with a saved model"}},
+      {"launch", {kiln::cli::cmd_launch, "start the ranks of a distributed job (kiln launch --help)"}},
       {"run", {kiln::cli::cmd_run, "run an ONNX model on .npy/.safetensors inputs: MODEL --input F --device D"}},
       {"monitor", {kiln::cli::cmd_monitor, "per-GPU utilisation, memory, temperature: --interval S --count N"}},
   };
