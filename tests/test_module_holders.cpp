@@ -9,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kiln/nn.h"
-#include "kiln/ops.h"
+#include "kiln/kiln.h"  // the umbrella header a libtorch port includes
 #include "tests/support/conv_reference.h"
 #include "tests/support/expect_error.h"
 

@@ -75,6 +75,9 @@ class Tensor {
   size_t element_size() const { return kiln::element_size(dtype()); }
   size_t nbytes() const { return size_t(numel()) * element_size(); }
   Device device() const { return impl().storage->device(); }
+  // This tensor's dtype and device (requires_grad false), for factories: zeros(s, x.options()).
+  TensorOptions options() const { return TensorOptions().dtype(dtype()).device(device()); }
+  DType scalar_type() const { return dtype(); }  // libtorch's name
   bool is_contiguous() const;
   // Contiguous in that format; ChannelsLast is false for non-4-D tensors; Preserve throws.
   bool is_contiguous(MemoryFormat fmt) const;

@@ -34,3 +34,9 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
                                         Reduction reduction = Reduction::Mean, const Tensor& pos_weight = Tensor());
 
 }  // namespace kiln::nn
+
+namespace kiln {
+// libtorch's spellings: kiln::Reduction::Sum, and kiln::kSum / kMean / kNone in options.
+using nn::Reduction;
+inline constexpr Reduction kNone = Reduction::None, kMean = Reduction::Mean, kSum = Reduction::Sum;
+}  // namespace kiln
